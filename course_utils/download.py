@@ -1,0 +1,127 @@
+"""Getting the ants-vs-bees (hymenoptera) data: from a local mirror or by download, verified.
+
+The data lands in `<data_dir>/hymenoptera_data` only once every file matches the checksum
+manifest shipped with the course (`hymenoptera_data.sha256`); it is first unpacked in a
+temporary folder next to it and then renamed, so an interrupted download or extraction
+never leaves a half-written dataset that later counts as present.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from . import settings
+
+URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
+NAME = "hymenoptera_data"
+MANIFEST = Path(__file__).with_name("hymenoptera_data.sha256")
+DONE_MARKER = ".verified"
+# Places a lab or CI may keep a copy of the data, tried when COURSE_DATA_MIRROR is not set.
+DEFAULT_MIRRORS = [settings.REPO_ROOT.parent / "shared" / "data"]
+
+
+class DataUnavailable(RuntimeError):
+    """The data could not be obtained; the message says how to place it by hand."""
+
+
+def hymenoptera(data_dir: Path | None = None, mirror: Path | None = None,
+                url: str = URL, verbose: bool = True) -> Path:
+    """Return the root of the verified hymenoptera dataset, fetching it if needed.
+
+    Order: an already verified copy in `data_dir`; a copy placed there by hand (verified now);
+    the `mirror` folder (or COURSE_DATA_MIRROR, or a known lab mirror); the official zip.
+    """
+    data_dir = Path(data_dir or settings.DATA_DIR)
+    target = data_dir / NAME
+    if (target / DONE_MARKER).exists():
+        return target
+    if target.exists():  # placed by hand, or by an older run: check it, never delete it
+        problems = verify(target)
+        if problems:
+            raise DataUnavailable(
+                f"{target} exists but is not a complete copy of the dataset "
+                f"({len(problems)} problem(s), e.g. {problems[0]}). Move it away and run again "
+                f"to fetch a fresh copy, or replace it with the unzipped contents of {url}.")
+        (target / DONE_MARKER).write_text("verified against hymenoptera_data.sha256\n")
+        return target
+
+    mirror = mirror or settings.MIRROR
+    candidates = [Path(mirror)] if mirror else [m for m in DEFAULT_MIRRORS if (m / NAME).is_dir()]
+    for folder in candidates:
+        source = folder / NAME if (folder / NAME).is_dir() else folder
+        if not (source / "train").is_dir():
+            raise DataUnavailable(f"The mirror {folder} holds no {NAME}/train folder. "
+                                  f"Point COURSE_DATA_MIRROR at the folder that contains {NAME}/.")
+        if verbose:
+            print(f"Copying {NAME} from the local mirror {source}")
+        # copyfile: take the bytes, not the mirror's read-only permissions
+        return _install(lambda tmp: shutil.copytree(source, tmp / NAME, copy_function=shutil.copyfile,
+                                                    ignore=shutil.ignore_patterns(DONE_MARKER)), target)
+
+    if verbose:
+        print(f"Downloading {url}")
+    return _install(lambda tmp: _download_and_unzip(url, tmp), target)
+
+
+def _install(fill, target: Path) -> Path:
+    """Fill a temporary folder, verify it, then move it into place in one rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{NAME}-", dir=target.parent) as tmp:
+        tmp = Path(tmp)
+        fill(tmp)
+        problems = verify(tmp / NAME)
+        if problems:
+            raise DataUnavailable(
+                f"The fetched data does not match the course's checksums ({len(problems)} "
+                f"problem(s), e.g. {problems[0]}); nothing was installed. Try again, or place "
+                f"the unzipped {NAME}/ folder in {target.parent} by hand.")
+        for folder, _, _ in os.walk(tmp / NAME):
+            os.chmod(folder, 0o755)
+        (tmp / NAME / DONE_MARKER).write_text("verified against hymenoptera_data.sha256\n")
+        os.replace(tmp / NAME, target)
+    return target
+
+
+def _download_and_unzip(url: str, tmp: Path) -> None:
+    archive = tmp / "download.zip"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
+            shutil.copyfileobj(response, out)
+        with zipfile.ZipFile(archive) as zf:
+            bad = zf.testzip()
+            if bad:
+                raise zipfile.BadZipFile(f"corrupt member {bad}")
+            zf.extractall(tmp)
+    except (urllib.error.URLError, OSError, zipfile.BadZipFile) as err:
+        raise DataUnavailable(
+            f"Could not download {url} ({err}). On a machine with internet, download that zip "
+            f"and unzip it into {settings.DATA_DIR} (so that {settings.DATA_DIR / NAME}/train "
+            f"exists), or set COURSE_DATA_MIRROR to a folder that holds {NAME}/. "
+            f"`make fetch` does this for a whole lab.") from err
+
+
+def verify(root: Path) -> list[str]:
+    """Compare the files under `root` with the manifest; return a list of problems (empty: ok)."""
+    problems = []
+    for line in MANIFEST.read_text().splitlines():
+        digest, rel = line.split(maxsplit=1)
+        path = root.parent / rel
+        if not path.is_file():
+            problems.append(f"missing {rel}")
+        elif sha256(path) != digest:
+            problems.append(f"checksum mismatch {rel}")
+    return problems
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,184 @@
+"""`make bench`: the PyTorch tutorial's training loop against the course's, same data, same run.
+
+The tutorial ("Transfer learning for computer vision") decodes and transforms every image
+with PIL in every epoch, in batches of 4, float32, NCHW, with 2 DataLoader workers. The
+course decodes each image once, augments the cached uint8 tensors per sample, and trains
+in batches of 32, channels-last, with bfloat16 autocast where the CPU computes it natively
+(`train.autocast_dtype`). For a frozen base it computes the features once.
+
+Variants are interleaved in one process (tutorial epoch, course epoch, tutorial epoch, ...)
+so that both see the same machine load; times are medians over the rounds. Prints one table.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import statistics
+import time
+
+import torch
+from torch import nn
+from torchvision import datasets, transforms
+
+from course_utils import data, features, settings, train, zoo
+
+
+# --- the tutorial's way ------------------------------------------------------------------------
+
+def tutorial_loaders(root, preset, batch_size=4, num_workers=2):
+    """torchvision ImageFolder + PIL transforms, as in the tutorial."""
+    tf = {
+        "train": transforms.Compose([transforms.RandomResizedCrop(preset.crop), transforms.RandomHorizontalFlip(),
+                                     transforms.ToTensor(), transforms.Normalize(preset.mean, preset.std)]),
+        "val": transforms.Compose([transforms.Resize(preset.resize), transforms.CenterCrop(preset.crop),
+                                   transforms.ToTensor(), transforms.Normalize(preset.mean, preset.std)]),
+    }
+    return {split: torch.utils.data.DataLoader(datasets.ImageFolder(f"{root}/{split}", tf[split]),
+                                               batch_size=batch_size, shuffle=split == "train",
+                                               num_workers=num_workers)
+            for split in ("train", "val")}
+
+
+def tutorial_epoch(model, loaders, criterion, optimizer):
+    """One epoch of the tutorial's train_model loop (train phase, then val phase); returns val acc."""
+    for phase in ("train", "val"):
+        model.train() if phase == "train" else model.eval()
+        corrects = 0
+        for inputs, labels in loaders[phase]:
+            optimizer.zero_grad()
+            with torch.set_grad_enabled(phase == "train"):
+                outputs = model(inputs)
+                _, preds = torch.max(outputs, 1)
+                loss = criterion(outputs, labels)
+                if phase == "train":
+                    loss.backward()
+                    optimizer.step()
+            corrects += torch.sum(preds == labels.data).item()
+    return corrects / len(loaders["val"].dataset)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def quiet(fn, *args, **kwargs):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def make_model(name, num_classes):
+    """Pretrained where the weights can be had; ResNet-18 falls back to random init for timing."""
+    try:
+        return quiet(zoo.load_pretrained, name, num_classes=num_classes, fallback=None).model, "pretrained"
+    except Exception:
+        return zoo.load_untrained(name, num_classes), "random init"
+
+
+def sgd(model, lr):
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
+
+
+def fine_tune(name, root, rounds, rows):
+    """Full fine-tuning, one epoch per round per path."""
+    preset = zoo.preset(name)
+    base, init = make_model(name, 2)
+    t_model, c_model = base, copy.deepcopy(base)
+    t_loaders = tutorial_loaders(root, preset)
+    c_loaders = data.image_loaders(root, preset, batch_size=32, device=torch.device("cpu"))
+    t_opt, c_opt = sgd(t_model, 0.001), sgd(c_model, 0.01)
+    n_images = len(t_loaders["train"].dataset) + len(t_loaders["val"].dataset)
+    times = {"tutorial": [], "course": []}
+    acc = {}
+    for _ in range(rounds):
+        s, acc["tutorial"] = timed(tutorial_epoch, t_model, t_loaders, nn.CrossEntropyLoss(), t_opt)
+        times["tutorial"].append(s)
+        s, history = timed(quiet, train.fit, c_model, c_loaders, c_opt, epochs=1, progress=False)
+        times["course"].append(s)
+        acc["course"] = history.epochs[-1]["val_acc"]
+    label = f"{name} full fine-tuning, 1 epoch ({init})"
+    report(rows, label, times, acc, n_images, f"val acc after {rounds} epoch(s)")
+
+
+def feature_extraction(name, root, epochs, tutorial_epochs, views, rows):
+    """Frozen base, new head trained `epochs` epochs: base re-run every epoch vs features once."""
+    preset = zoo.preset(name)
+    base, init = make_model(name, 2)
+    zoo.freeze(base)
+    t_model = copy.deepcopy(base)
+    t_loaders = tutorial_loaders(root, preset)
+    n_images = len(t_loaders["train"].dataset) + len(t_loaders["val"].dataset)
+    t_opt = sgd(t_model, 0.001)
+    t_times, t_acc = [], 0.0
+    for _ in range(tutorial_epochs):
+        s, t_acc = timed(tutorial_epoch, t_model, t_loaders, nn.CrossEntropyLoss(), t_opt)
+        t_times.append(s)
+    tutorial_total = sum(t_times) * epochs / tutorial_epochs
+    results = {"tutorial": ([tutorial_total], t_acc)}
+    for k in sorted({1, views}):
+        c_model = copy.deepcopy(base)
+        c_loaders = data.image_loaders(root, preset, batch_size=32, augment=k > 1, device=torch.device("cpu"))
+
+        def run():
+            feats = features.feature_loaders(c_model, c_loaders, views=k)
+            head = zoo.head(c_model)[1]
+            return quiet(train.fit, head, feats, sgd(head, 0.01), epochs=epochs, progress=False)
+        s, history = timed(run)
+        results["course" if k == 1 else f"course, {k} views"] = ([s], history.best_val_acc)
+    extrapolated = "" if tutorial_epochs == epochs else f"; tutorial time x{epochs}/{tutorial_epochs} from {tutorial_epochs} epoch(s)"
+    label = f"{name} feature extraction, {epochs} epochs ({init}{extrapolated})"
+    report(rows, label, {k: v[0] for k, v in results.items()}, {k: v[1] for k, v in results.items()},
+           n_images * epochs, "best val acc")
+
+
+def report(rows, label, times, acc, n_images, acc_note):
+    base = statistics.median(times["tutorial"])
+    for path, ts in times.items():
+        s = statistics.median(ts)
+        rows.append(dict(workload=label, path=path, seconds=s, images_per_s=n_images / s,
+                         ratio=base / s, val_acc=acc[path], acc_note=acc_note))
+    print_rows(rows[-len(times):])
+
+
+def print_rows(rows):
+    for r in rows:
+        print(f"{r['workload'][:70]:70s} {r['path']:16s} {r['seconds']:8.1f} s {r['images_per_s']:8.1f} img/s "
+              f"{r['ratio']:6.1f}x  acc {r['val_acc']:.3f}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["resnet18", "efficientnet_lite0"])
+    parser.add_argument("--rounds", type=int, default=3, help="fine-tuning epochs per path (median taken)")
+    parser.add_argument("--fe-epochs", type=int, default=25)
+    parser.add_argument("--fe-tutorial-epochs", type=int, default=3,
+                        help="tutorial feature-extraction epochs actually run (time scaled to --fe-epochs)")
+    parser.add_argument("--views", type=int, default=5, help="augmented views for the cached-feature variant")
+    args = parser.parse_args()
+
+    settings.seed_everything(0)
+    threads = settings.set_threads()
+    root = data.course_dataset()
+    dtype = train.autocast_dtype(torch.device("cpu"))
+    print(f"torch {torch.__version__}, {threads} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"course autocast: {dtype or 'float32'}; data: {root}")
+    print(f"{'workload':70s} {'path':16s} {'s/epoch':>10s} {'img/s':>14s} {'ratio':>7s}")
+    rows = []
+    for name in args.models:
+        fine_tune(name, root, args.rounds, rows)
+    for name in args.models:
+        feature_extraction(name, root, args.fe_epochs, args.fe_tutorial_epochs, args.views, rows)
+    print("\nSummary (seconds: per epoch for fine-tuning, whole run for feature extraction)")
+    print_rows(rows)
+    course = [r for r in rows if r["path"] != "tutorial"]
+    worst = min(course, key=lambda r: r["ratio"])
+    print(f"smallest ratio: {worst['ratio']:.1f}x ({worst['workload']}, {worst['path']})")
+
+
+if __name__ == "__main__":
+    main()

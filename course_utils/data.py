@@ -161,24 +161,27 @@ def load_split(root: Path, split: str, short_side: int, per_class: int | None = 
     root = Path(root)
     classes = find_classes(root)
     items, skipped = scan_split(root, split, classes)
-    if per_class is not None:
-        rng = random.Random(seed)
-        by_class = [[item for item in items if item[1] == c] for c in range(len(classes))]
-        items = [item for group in by_class
-                 for item in sorted(rng.sample(group, min(per_class, len(group))))]
-    images, labels, paths = [], [], []
-    for path, label in items:
-        placeholder = PLACEHOLDERS.get(download.sha256(path))
-        if placeholder:
-            skipped.append((path, placeholder))
-            continue
-        try:
-            images.append(decode(path, short_side))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            skipped.append((path, f"unreadable image ({type(err).__name__}: {err})"))
-            continue
-        labels.append(label)
-        paths.append(path)
+    rng = random.Random(seed)
+    kept = []  # (path, label, image)
+    for c in range(len(classes)):
+        group = [path for path, label in items if label == c]
+        if per_class is not None:
+            rng.shuffle(group)  # a seeded random subset: decode in this order until enough are kept
+        count = 0
+        for path in group:
+            if per_class is not None and count == per_class:
+                break
+            placeholder = PLACEHOLDERS.get(download.sha256(path))
+            if placeholder:
+                skipped.append((path, placeholder))
+                continue
+            try:
+                kept.append((path, c, decode(path, short_side)))
+                count += 1
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+                skipped.append((path, f"unreadable image ({type(err).__name__}: {err})"))
+    kept.sort(key=lambda item: (item[1], item[0]))
+    paths, labels, images = (list(column) for column in zip(*kept)) if kept else ([], [], [])
     if skipped:
         lines = "\n".join(f"  {p.relative_to(root)}: {why}" for p, why in skipped)
         warnings.warn(f"{split}: skipped {len(skipped)} file(s) of {root}:\n{lines}",

@@ -8,12 +8,14 @@ never leaves a half-written dataset that later counts as present.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from . import settings
@@ -66,7 +68,7 @@ def hymenoptera(data_dir: Path | None = None, mirror: Path | None = None,
 
     if verbose:
         print(f"Downloading {url}")
-    return _install(lambda tmp: _download_and_unzip(url, tmp), target)
+    return _install(lambda tmp: _download_and_unzip(url, tmp, data_dir), target)
 
 
 def _install(fill, target: Path) -> Path:
@@ -84,11 +86,15 @@ def _install(fill, target: Path) -> Path:
         for folder, _, _ in os.walk(tmp / NAME):
             os.chmod(folder, 0o755)
         (tmp / NAME / DONE_MARKER).write_text("verified against hymenoptera_data.sha256\n")
-        os.replace(tmp / NAME, target)
+        try:
+            os.replace(tmp / NAME, target)
+        except OSError:  # another process (a second notebook) installed it meanwhile
+            if not (target / DONE_MARKER).exists():
+                raise
     return target
 
 
-def _download_and_unzip(url: str, tmp: Path) -> None:
+def _download_and_unzip(url: str, tmp: Path, data_dir: Path) -> None:
     archive = tmp / "download.zip"
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
@@ -98,10 +104,10 @@ def _download_and_unzip(url: str, tmp: Path) -> None:
             if bad:
                 raise zipfile.BadZipFile(f"corrupt member {bad}")
             zf.extractall(tmp)
-    except (urllib.error.URLError, OSError, zipfile.BadZipFile) as err:
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, http.client.HTTPException) as err:
         raise DataUnavailable(
             f"Could not download {url} ({err}). On a machine with internet, download that zip "
-            f"and unzip it into {settings.DATA_DIR} (so that {settings.DATA_DIR / NAME}/train "
+            f"and unzip it into {data_dir} (so that {data_dir / NAME}/train "
             f"exists), or set COURSE_DATA_MIRROR to a folder that holds {NAME}/. "
             f"`make fetch` does this for a whole lab.") from err
 

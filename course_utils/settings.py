@@ -47,7 +47,7 @@ FAST: bool = _flag("COURSE_FAST")
 DATASET: Path | None = _path("COURSE_DATASET")
 """A student's own ImageFolder root, or None for the hymenoptera (ants vs bees) default."""
 
-PROGRESS: bool = not _flag("CI")
+PROGRESS: bool = os.environ.get("CI", "").strip().lower() in _FALSE
 """Progress bars while training; CI gets one plain summary line per epoch instead."""
 
 DATA_DIR: Path = _path("COURSE_DATA_DIR", REPO_ROOT / "data")

@@ -145,6 +145,7 @@ def fit(model: nn.Module, loaders: dict, optimizer: torch.optim.Optimizer, epoch
         if bar is not None:
             bar.close()
     model.load_state_dict(best_weights)
+    model.eval()
     print(f"best val acc {history.best_val_acc:.3f} at epoch {history.best_epoch}")
     return history
 

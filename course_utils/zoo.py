@@ -96,7 +96,7 @@ def load_pretrained(name: str, num_classes: int | None = None, fallback: str | N
         else:
             model = get_model(name, weights="DEFAULT")
     except Exception as err:  # no network, a corrupt cache file, a blocked download...
-        if fallback is None or name == fallback:
+        if fallback is None or name in lite.VARIANTS:
             raise
         weights = get_model_weights(name).DEFAULT
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
@@ -180,7 +180,7 @@ def freeze(model: nn.Module, train_last: int = 0) -> nn.Module:
     for p in model.parameters():
         p.requires_grad = False
     trainable = [layer for _, layer in _head_layers(model)]
-    trainable += [stage for _, stage in stages(model)[len(stages(model)) - train_last:]] if train_last else []
+    trainable += [stage for _, stage in stages(model)[-train_last:]] if train_last > 0 else []
     for module in trainable:
         for p in module.parameters():
             p.requires_grad = True

@@ -1,0 +1,334 @@
+"""data: ImageFolder checks, skipping bad files, decoding, subsets, loaders, augmentation."""
+import shutil
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms
+
+from conftest import CLASSES, make_imagefolder, noise_image
+from course_utils import data, settings, zoo
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SMALL = data.Preset(crop=32, resize=36, mean=MEAN, std=STD)
+
+# the uncached function: every call decodes and warns afresh
+load_split = data.load_split.__wrapped__
+
+
+def skipped_warnings(record):
+    return [w for w in record if issubclass(w.category, data.SkippedFilesWarning)]
+
+
+# --- find_classes --------------------------------------------------------------------------------
+
+def test_find_classes_sorted_and_ignores_hidden_folders(tiny_imagefolder):
+    for split in ("train", "val"):
+        (tiny_imagefolder / split / ".ipynb_checkpoints").mkdir()
+        (tiny_imagefolder / split / "__MACOSX").mkdir()
+    (tiny_imagefolder / "train" / "notes.txt").write_text("a file, not a class")
+    assert data.find_classes(tiny_imagefolder) == sorted(CLASSES)
+
+
+def test_find_classes_missing_root(tmp_path):
+    with pytest.raises(data.DatasetError, match="does not exist") as err:
+        data.find_classes(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(err.value)
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_find_classes_missing_split(tiny_imagefolder, split):
+    shutil.rmtree(tiny_imagefolder / split)
+    with pytest.raises(data.DatasetError, match=f"has no {split}/ folder"):
+        data.find_classes(tiny_imagefolder)
+
+
+def test_find_classes_needs_two_classes(tmp_path):
+    root = make_imagefolder(tmp_path / "one", classes=("only",))
+    with pytest.raises(data.DatasetError, match="at least two") as err:
+        data.find_classes(root)
+    assert "1 class folder" in str(err.value)
+
+
+def test_find_classes_class_missing_in_val(tiny_imagefolder):
+    shutil.rmtree(tiny_imagefolder / "val" / "beta")
+    with pytest.raises(data.DatasetError, match=r"missing in val/: \['beta'\]"):
+        data.find_classes(tiny_imagefolder)
+
+
+def test_find_classes_class_only_in_val(tiny_imagefolder):
+    (tiny_imagefolder / "val" / "delta").mkdir()
+    with pytest.raises(data.DatasetError, match=r"only in val/: \['delta'\]"):
+        data.find_classes(tiny_imagefolder)
+
+
+# --- scanning and skipping -------------------------------------------------------------------------
+
+def test_bad_files_are_skipped_and_reported_once(tiny_imagefolder):
+    folder = tiny_imagefolder / "train" / "alpha"
+    good = sorted(p.name for p in folder.iterdir())
+    # hidden / system files: never data
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (folder / "__MACOSX").mkdir()
+    noise_image(50, 50, seed=99).save(folder / "__MACOSX" / "._img0.jpg")  # decodable, still junk
+    (folder / ".hidden.jpg").write_bytes(b"")
+    # problems a student must hear about
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "fake.jpg").write_text("a text file with an image suffix")
+    (folder / "empty.jpg").write_bytes(b"")
+    full = folder / "img0.jpg"
+    noise_image(80, 80, seed=7).save(full, quality=95)
+    jpeg = full.read_bytes()
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        ds = load_split(tiny_imagefolder, "train", 32)
+    found = skipped_warnings(record)
+    assert len(found) == 1, [str(w.message) for w in found]
+    message = str(found[0].message)
+    for name in ("notes.txt", "fake.jpg", "empty.jpg", "truncated.jpg"):
+        assert message.count(f"train/alpha/{name}:") == 1, name
+    assert "not an image file type (.txt)" in message
+    assert message.count("unreadable image") == 3
+    loaded = sorted(p.name for p, label in zip(ds.paths, ds.labels) if label == 0)
+    assert loaded == good  # exactly the real images, nothing hidden or broken
+    assert len(ds) == len(ds.paths) == len(ds.labels) == 6 * len(CLASSES)
+
+
+def test_clean_folder_gives_no_warning(tiny_imagefolder):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.SkippedFilesWarning)
+        ds = load_split(tiny_imagefolder, "val", 32)
+    assert len(ds) == 4 * len(CLASSES)
+    assert ds.classes == sorted(CLASSES)
+    assert [ds.labels.count(i) for i in range(len(CLASSES))] == [4, 4, 4]
+
+
+def test_images_in_subfolders_of_a_class_are_found(tiny_imagefolder):
+    sub = tiny_imagefolder / "val" / "gamma" / "more"
+    sub.mkdir()
+    noise_image(50, 60, seed=5).save(sub / "deep.png")
+    noise_image(50, 60, seed=6).save(sub.parent / "UPPER.JPG")
+    ds = load_split(tiny_imagefolder, "val", 32)
+    assert sub.parent / "UPPER.JPG" in ds.paths  # suffixes in any case
+    assert sub / "deep.png" in ds.paths
+    assert ds.labels[ds.paths.index(sub / "deep.png")] == ds.classes.index("gamma")
+
+
+def test_class_without_readable_images_is_an_error(tiny_imagefolder):
+    folder = tiny_imagefolder / "val" / "beta"
+    for p in folder.iterdir():
+        p.unlink()
+    (folder / "broken.jpg").write_text("no image")
+    with pytest.warns(data.SkippedFilesWarning), pytest.raises(data.DatasetError, match="beta"):
+        load_split(tiny_imagefolder, "val", 32)
+
+
+# --- decoding --------------------------------------------------------------------------------------
+
+def _palette_with_transparency(size):
+    img = Image.new("P", size, 1)
+    img.putpalette([0, 0, 0, 0, 128, 255] + [0] * 762)
+    return img, {"transparency": 0}
+
+
+@pytest.mark.parametrize("mode, suffix, colour", [
+    ("P", ".png", (0, 128, 255)),
+    ("L", ".png", (200, 200, 200)),
+    ("RGBA", ".png", (10, 20, 30)),
+    ("CMYK", ".jpg", (255, 0, 0)),
+    ("CMYK", ".tif", (255, 0, 0)),
+    ("RGB", ".webp", (40, 90, 160)),
+])
+@pytest.mark.parametrize("size", [(50, 70), (70, 50)])
+def test_decode_any_mode_to_rgb_uint8(tmp_path, mode, suffix, colour, size):
+    path = tmp_path / f"img{suffix}"
+    if mode == "P":
+        img, extra = _palette_with_transparency(size)
+    else:
+        fill = {"L": 200, "RGBA": (10, 20, 30, 0), "CMYK": (0, 255, 255, 0), "RGB": (40, 90, 160)}[mode]
+        img, extra = Image.new(mode, size, fill), {}
+    img.save(path, **extra)
+    with Image.open(path) as check:
+        assert check.mode == mode
+    t = data.decode(path, 32)
+    assert t.dtype == torch.uint8 and t.ndim == 3 and t.shape[0] == 3
+    h, w = t.shape[1:]
+    assert min(h, w) == 32
+    expected_long = 32 * max(size) / min(size)
+    assert abs(max(h, w) - expected_long) <= 1
+    assert (h > w) == (size[1] > size[0])  # orientation kept
+    centre = t[:, h // 2, w // 2].tolist()
+    tolerance = 4 if suffix in (".jpg", ".webp") else 0
+    assert all(abs(a - b) <= tolerance for a, b in zip(centre, colour)), centre
+
+
+def test_decode_upscales_small_images(tmp_path):
+    noise_image(20, 30, seed=1).save(tmp_path / "small.png")
+    assert tuple(data.decode(tmp_path / "small.png", 64).shape) == (3, 96, 64)
+
+
+# --- per_class subsets -------------------------------------------------------------------------------
+
+def test_per_class_subset_is_seeded_and_deterministic(tiny_imagefolder):
+    full = load_split(tiny_imagefolder, "train", 32)
+    a = load_split(tiny_imagefolder, "train", 32, per_class=3, seed=0)
+    b = load_split(tiny_imagefolder, "train", 32, per_class=3, seed=0)
+    assert a.paths == b.paths
+    assert all(torch.equal(x, y) for x, y in zip(a.images, b.images))
+    assert [a.labels.count(i) for i in range(3)] == [3, 3, 3]
+    assert set(a.paths) <= set(full.paths)
+    for path, label in zip(a.paths, a.labels):  # labels still belong to their images
+        assert path.parent.name == a.classes[label]
+    others = [load_split(tiny_imagefolder, "train", 32, per_class=3, seed=s).paths for s in (1, 2, 3)]
+    assert any(p != a.paths for p in others), "the seed has no effect"
+
+
+def test_per_class_counts_readable_images(tiny_imagefolder):
+    """`per_class=k` gives k images of every class that has k readable ones, whatever the seed:
+    broken files drawn into the subset must not make a class smaller than asked."""
+    folder = tiny_imagefolder / "train" / "alpha"
+    (folder / "broken1.jpg").write_text("not an image")
+    (folder / "broken2.jpg").write_bytes(b"")
+    counts = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", data.SkippedFilesWarning)
+        for seed in range(6):
+            ds = load_split(tiny_imagefolder, "train", 32, per_class=5, seed=seed)
+            counts[seed] = [ds.labels.count(i) for i in range(3)]
+    assert all(c == [5, 5, 5] for c in counts.values()), counts
+
+
+def test_per_class_larger_than_class_keeps_all(tiny_imagefolder):
+    ds = load_split(tiny_imagefolder, "train", 32, per_class=100)
+    assert sorted(ds.paths) == sorted(load_split(tiny_imagefolder, "train", 32).paths)
+
+
+def test_load_split_is_cached(tiny_imagefolder):
+    first = data.load_split(tiny_imagefolder, "val", 33)
+    assert data.load_split(tiny_imagefolder, "val", 33) is first
+
+
+# --- the real data ----------------------------------------------------------------------------------
+
+def test_real_data_counts_and_placeholder(hymenoptera):
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        train = load_split(hymenoptera, "train", 24)
+        val = load_split(hymenoptera, "val", 24)
+    assert train.classes == val.classes == ["ants", "bees"]
+    assert len(train) == 244 and len(val) == 153
+    found = skipped_warnings(record)
+    assert len(found) == 1
+    message = str(found[0].message)
+    assert message.startswith("train:") and "train/ants/imageNotFound.gif" in message
+    assert "placeholder" in message
+    assert hymenoptera / "train" / "ants" / "imageNotFound.gif" not in train.paths
+    assert all(min(img.shape[1:]) == 24 for img in train.images + val.images)
+
+
+def test_course_dataset_honours_course_dataset(monkeypatch, tiny_imagefolder):
+    monkeypatch.setattr(settings, "DATASET", tiny_imagefolder)
+    assert data.course_dataset() == tiny_imagefolder
+
+
+def test_course_dataset_defaults_to_hymenoptera(monkeypatch, hymenoptera, hymenoptera_data_dir):
+    monkeypatch.setattr(settings, "DATASET", None)
+    monkeypatch.setattr(settings, "DATA_DIR", hymenoptera_data_dir)
+    assert data.course_dataset() == hymenoptera
+
+
+# --- presets and loaders -----------------------------------------------------------------------------
+
+def test_preset_scaled_keeps_ratio():
+    p = data.Preset().scaled(128)
+    assert (p.crop, p.resize) == (128, 146)
+    assert (p.mean, p.std) == (data.Preset().mean, data.Preset().std)
+
+
+def test_default_workers():
+    assert data.default_workers(torch.device("cpu")) == 0
+    assert 1 <= data.default_workers(torch.device("cuda")) <= 4
+
+
+def test_image_loaders_batches(tiny_imagefolder):
+    loaders = data.image_loaders(tiny_imagefolder, SMALL, batch_size=4, device=torch.device("cpu"))
+    assert set(loaders) == {"train", "val"}
+    for split, n in (("train", 6 * 3), ("val", 4 * 3)):
+        batches = list(loaders[split])
+        assert sum(len(labels) for _, labels in batches) == n
+        x, y = batches[0]
+        assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+        assert y.dtype == torch.int64 and set(y.tolist()) <= {0, 1, 2}
+
+
+def test_val_loader_is_centre_crop_normalised(tiny_imagefolder):
+    loaders = data.image_loaders(tiny_imagefolder, SMALL, batch_size=64, device=torch.device("cpu"))
+    x, y = next(iter(loaders["val"]))
+    ds = loaders["val"].dataset
+    assert y.tolist() == ds.labels  # not shuffled
+    mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+    for i, image in enumerate(ds.images):
+        h, w = image.shape[1:]
+        top, left = round((h - 32) / 2), round((w - 32) / 2)
+        expected = (image[:, top:top + 32, left:left + 32].float() / 255 - mean) / std
+        torch.testing.assert_close(x[i], expected, atol=1e-5, rtol=0)
+    # undoing the normalisation gives pixel values in [0, 1] covering most of it (noise images)
+    pixels = x * std + mean
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+    assert pixels.min() < 0.25 and pixels.max() > 0.75
+
+
+@pytest.mark.filterwarnings("ignore::course_utils.data.SkippedFilesWarning")  # the placeholder
+@pytest.mark.parametrize("model", ["resnet18", "efficientnet_lite0"])
+def test_decode_once_matches_torchvision_pil_pipeline(hymenoptera, model):
+    preset = zoo.preset(model)
+    loaders = data.image_loaders(hymenoptera, preset, batch_size=6, device=torch.device("cpu"))
+    x, _ = next(iter(loaders["val"]))
+    paths = loaders["val"].dataset.paths[:6]
+    reference = transforms.Compose([
+        transforms.Resize(preset.resize), transforms.CenterCrop(preset.crop),
+        transforms.ToTensor(), transforms.Normalize(preset.mean, preset.std)])
+    for i, path in enumerate(paths):
+        with Image.open(path) as img:
+            expected = reference(img.convert("RGB"))
+        assert x[i].shape == expected.shape == (3, preset.crop, preset.crop)
+        assert (x[i] - expected).abs().max().item() < 1e-5, path.name
+
+
+def test_train_transform_draws_a_crop_per_sample(tmp_path):
+    root = tmp_path / "same"
+    image = noise_image(64, 48, seed=3)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(4):
+                image.save(root / split / c / f"copy{i}.png")
+    loaders = data.image_loaders(root, SMALL, batch_size=8, device=torch.device("cpu"))
+    ds = loaders["train"].dataset
+    assert all(torch.equal(img, ds.images[0]) for img in ds.images)  # same decoded image 8 times
+    torch.manual_seed(0)
+    first, second = ds[0][0], ds[0][0]
+    assert first.shape == second.shape == (3, 32, 32)
+    assert not torch.equal(first, second)
+    x, _ = next(iter(loaders["train"]))
+    assert x.shape == (8, 3, 32, 32)
+    distinct = {tuple(sample.flatten()[:64].tolist()) for sample in x}
+    assert len(distinct) > 1, "every sample of the batch got the same crop"
+    # without augmentation the training images get the validation preprocessing
+    plain = data.image_loaders(root, SMALL, batch_size=8, augment=False, device=torch.device("cpu"))
+    x1, _ = next(iter(plain["train"]))
+    x2, _ = next(iter(plain["val"]))
+    assert torch.equal(x1, x2)
+
+
+def test_train_loader_shuffle_follows_seed(tiny_imagefolder):
+    def order(seed):
+        loaders = data.image_loaders(tiny_imagefolder, SMALL, batch_size=64, augment=False,
+                                     device=torch.device("cpu"), seed=seed)
+        x, y = next(iter(loaders["train"]))
+        return x
+    assert torch.equal(order(0), order(0))
+    assert not torch.equal(order(0), order(1))

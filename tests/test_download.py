@@ -1,0 +1,284 @@
+"""download: verified install from a mirror or a zip; nothing half-written is ever left behind."""
+import hashlib
+import os
+import shutil
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import link_tree, replace_file
+from course_utils import download, settings
+
+NAME = download.NAME
+
+
+def manifest_files() -> list[str]:
+    return [line.split(maxsplit=1)[1] for line in download.MANIFEST.read_text().splitlines()]
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No configured or default mirror: hymenoptera() must use the URL it is given."""
+    monkeypatch.setattr(settings, "MIRROR", None)
+    monkeypatch.setattr(download, "DEFAULT_MIRRORS", [])
+
+
+@pytest.fixture(scope="session")
+def good_zip(mirror_source, tmp_path_factory) -> Path:
+    """The mirror's hymenoptera_data/ zipped like the official archive (top folder inside)."""
+    path = tmp_path_factory.mktemp("zip") / "hymenoptera_data.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for file in sorted(mirror_source.rglob("*")):
+            zf.write(file, file.relative_to(mirror_source.parent))
+    return path
+
+
+def assert_nothing_installed(data_dir: Path):
+    """No dataset folder and no temporary folder are left in data_dir."""
+    left = sorted(p.name for p in data_dir.iterdir()) if data_dir.exists() else []
+    assert left == [], f"left behind in {data_dir}: {left}"
+
+
+# --- the manifest ------------------------------------------------------------------------------
+
+def test_manifest_matches_the_mirror_manifest(data_mirror):
+    shipped = data_mirror / "hymenoptera_data.sha256"
+    if not shipped.exists():
+        pytest.skip("this mirror ships no manifest")
+    assert sorted(download.MANIFEST.read_text().splitlines()) == sorted(shipped.read_text().splitlines())
+
+
+def test_manifest_lists_both_splits_and_classes():
+    files = manifest_files()
+    assert len(files) == len(set(files)) > 300
+    for split in ("train", "val"):
+        for cls in ("ants", "bees"):
+            assert any(f.startswith(f"{NAME}/{split}/{cls}/") for f in files)
+
+
+def test_verify_reports_problems(mirror_source, tmp_path):
+    root = link_tree(mirror_source, tmp_path / NAME)
+    assert download.verify(root) == []
+    files = manifest_files()
+    (tmp_path / files[0]).unlink()
+    replace_file(tmp_path / files[1], b"not the image")
+    assert download.verify(root) == [f"missing {files[0]}", f"checksum mismatch {files[1]}"]
+
+
+# --- installing from a mirror --------------------------------------------------------------------
+
+def test_install_from_mirror_gives_verified_writable_copy(hymenoptera, hymenoptera_data_dir, mirror_source):
+    assert hymenoptera == hymenoptera_data_dir / NAME
+    assert (hymenoptera / download.DONE_MARKER).is_file()
+    assert download.verify(hymenoptera) == []
+    installed = {str(p.relative_to(hymenoptera_data_dir)) for p in hymenoptera.rglob("*") if p.is_file()}
+    assert set(manifest_files()) <= installed
+    assert installed - set(manifest_files()) == {f"{NAME}/{download.DONE_MARKER}"}
+    for folder, _, _ in os.walk(hymenoptera):  # the mirror is read-only; the copy must not be
+        assert stat.S_IMODE(os.stat(folder).st_mode) & stat.S_IWUSR, folder
+    # nothing else next to it (no temporary folder left)
+    assert [p.name for p in hymenoptera_data_dir.iterdir()] == [NAME]
+    assert not os.path.samefile(hymenoptera, mirror_source)
+
+
+def test_verified_copy_is_reused_without_copying(hymenoptera, hymenoptera_data_dir, capsys, tmp_path):
+    # a mirror that does not exist: it must not even be looked at
+    again = download.hymenoptera(data_dir=hymenoptera_data_dir, mirror=tmp_path / "nowhere", verbose=True)
+    assert again == hymenoptera
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("use", ["environment", "argument-is-the-folder-itself"])
+def test_mirror_from_environment_or_given_directly(monkeypatch, tmp_path, data_mirror, capsys, use):
+    monkeypatch.setattr(download, "DEFAULT_MIRRORS", [])
+    data_dir = tmp_path / "data"
+    if use == "environment":
+        monkeypatch.setattr(settings, "MIRROR", data_mirror)
+        root = download.hymenoptera(data_dir=data_dir, url="http://127.0.0.1:9/never.zip")
+    else:
+        monkeypatch.setattr(settings, "MIRROR", None)
+        root = download.hymenoptera(data_dir=data_dir, mirror=data_mirror / NAME,
+                                    url="http://127.0.0.1:9/never.zip")
+    assert root == data_dir / NAME and (root / download.DONE_MARKER).is_file()
+    out = capsys.readouterr().out
+    assert "Copying" in out and "Downloading" not in out
+
+
+@pytest.mark.parametrize("damage", ["altered", "missing"])
+def test_mirror_failing_verification_installs_nothing(mirror_source, tmp_path, damage):
+    mirror = tmp_path / "mirror"
+    link_tree(mirror_source, mirror / NAME)
+    rel = manifest_files()[5]
+    victim = mirror / rel
+    if damage == "altered":
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0x01  # one bit of one byte
+        replace_file(victim, bytes(data))
+    else:
+        victim.unlink()
+    data_dir = tmp_path / "data"
+    with pytest.raises(download.DataUnavailable) as err:
+        download.hymenoptera(data_dir=data_dir, mirror=mirror, verbose=False)
+    message = str(err.value)
+    assert rel in message
+    assert ("checksum mismatch" if damage == "altered" else "missing") in message
+    assert "nothing was installed" in message
+    assert_nothing_installed(data_dir)
+
+
+def test_mirror_without_train_folder(tmp_path):
+    mirror = tmp_path / "mirror"
+    (mirror / NAME / "val").mkdir(parents=True)
+    with pytest.raises(download.DataUnavailable, match=r"holds no hymenoptera_data/train") as err:
+        download.hymenoptera(data_dir=tmp_path / "data", mirror=mirror, verbose=False)
+    assert "COURSE_DATA_MIRROR" in str(err.value)
+    assert not (tmp_path / "data" / NAME).exists()
+
+
+# --- a copy placed by hand -------------------------------------------------------------------------
+
+def test_hand_placed_complete_copy_is_verified_and_accepted(mirror_source, tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    target = link_tree(mirror_source, data_dir / NAME)
+    assert not (target / download.DONE_MARKER).exists()
+    # an unusable mirror proves the copy in place was used
+    root = download.hymenoptera(data_dir=data_dir, mirror=tmp_path / "no-mirror", verbose=True)
+    assert root == target
+    assert (target / download.DONE_MARKER).is_file()
+    assert capsys.readouterr().out == ""
+
+
+def test_hand_placed_incomplete_copy_is_reported_and_kept(mirror_source, tmp_path):
+    data_dir = tmp_path / "data"
+    target = link_tree(mirror_source, data_dir / NAME)
+    rel = manifest_files()[-1]
+    (data_dir / rel).unlink()
+    before = sorted(p.relative_to(target) for p in target.rglob("*"))
+    with pytest.raises(download.DataUnavailable) as err:
+        download.hymenoptera(data_dir=data_dir, mirror=tmp_path / "no-mirror", verbose=False)
+    message = str(err.value)
+    assert str(target) in message and "not a complete copy" in message and f"missing {rel}" in message
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before  # not deleted
+    assert not (target / download.DONE_MARKER).exists()
+
+
+# --- downloading -------------------------------------------------------------------------------------
+
+def test_download_from_file_url_installs_verified_copy(offline, good_zip, tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    root = download.hymenoptera(data_dir=data_dir, url=good_zip.as_uri())
+    assert root == data_dir / NAME
+    assert "Downloading" in capsys.readouterr().out
+    assert (root / download.DONE_MARKER).is_file()
+    assert download.verify(root) == []
+    assert [p.name for p in data_dir.iterdir()] == [NAME]  # no temp folder, no zip left
+
+
+def _assert_explains_manual_placement(message: str):
+    assert "download" in message.lower() and "unzip" in message
+    assert NAME in message and "COURSE_DATA_MIRROR" in message
+
+
+def test_failed_download_explains_and_leaves_nothing(offline, tmp_path):
+    data_dir = tmp_path / "data"
+    url = "http://127.0.0.1:9/x.zip"  # loopback discard port: connection refused, no network
+    with pytest.raises(download.DataUnavailable) as err:
+        download.hymenoptera(data_dir=data_dir, url=url, verbose=False)
+    assert url in str(err.value)
+    _assert_explains_manual_placement(str(err.value))
+    assert_nothing_installed(data_dir)
+
+
+def _assert_download_fails_cleanly(url: str, data_dir: Path):
+    with pytest.raises(download.DataUnavailable) as err:
+        download.hymenoptera(data_dir=data_dir, url=url, verbose=False)
+    _assert_explains_manual_placement(str(err.value))
+    assert_nothing_installed(data_dir)
+
+
+def test_truncated_zip_raises_data_unavailable_and_leaves_nothing(offline, good_zip, tmp_path):
+    broken = tmp_path / "truncated.zip"
+    with open(good_zip, "rb") as f:
+        broken.write_bytes(f.read(good_zip.stat().st_size // 2))
+    _assert_download_fails_cleanly(broken.as_uri(), tmp_path / "data")
+
+
+@pytest.mark.parametrize("kind", ["garbage", "missing-file", "empty"])
+def test_unusable_file_url_raises_data_unavailable_and_leaves_nothing(offline, tmp_path, kind):
+    broken = tmp_path / f"{kind}.zip"
+    if kind == "garbage":
+        broken.write_bytes(b"this is no zip archive\n" * 100)
+    elif kind == "empty":
+        broken.write_bytes(b"")
+    _assert_download_fails_cleanly(broken.as_uri(), tmp_path / "data")
+
+
+def test_zip_with_corrupt_member_raises_data_unavailable(offline, tmp_path):
+    """A download damaged in transit whose deflate stream is invalid. zipfile raises zlib.error
+    (not BadZipFile) for it; the student must still get DataUnavailable with instructions."""
+    archive = tmp_path / "corrupt.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{NAME}/train/ants/a.txt", "ants " * 2000)
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.infolist()[0]
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start] = 0x07  # deflate block header: final block of reserved type 3 -> invalid
+    archive.write_bytes(bytes(data))
+    _assert_download_fails_cleanly(archive.as_uri(), tmp_path / "data")
+
+
+def test_zip_with_wrong_content_fails_verification(offline, tmp_path):
+    archive = tmp_path / "wrong.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"{NAME}/train/ants/a.jpg", b"not the dataset")
+    data_dir = tmp_path / "data"
+    with pytest.raises(download.DataUnavailable, match="does not match the course's checksums"):
+        download.hymenoptera(data_dir=data_dir, url=archive.as_uri(), verbose=False)
+    assert_nothing_installed(data_dir)
+
+
+def test_failed_download_message_names_the_folder_in_use(offline, tmp_path):
+    """The hand-placement instructions must name the data_dir this call uses, not the default."""
+    data_dir = tmp_path / "my-data"
+    assert data_dir != settings.DATA_DIR
+    with pytest.raises(download.DataUnavailable) as err:
+        download.hymenoptera(data_dir=data_dir, url="http://127.0.0.1:9/x.zip", verbose=False)
+    assert str(data_dir / NAME) in str(err.value)
+
+
+def test_concurrent_install_finished_first_by_another_process(monkeypatch, mirror_source, tmp_path):
+    """Two kernels fetching at once (e.g. two notebooks opened on first use): the one that
+    finishes second finds a verified copy in place and must use it, not crash."""
+    data_dir, mirror = tmp_path / "data", tmp_path / "mirror"
+    link_tree(mirror_source, mirror / NAME)
+    target = data_dir / NAME
+    real_copytree, raced = shutil.copytree, []
+
+    def copy_while_another_process_wins(src, dst, *args, **kwargs):
+        if not raced:  # the outermost call (copytree recurses through the module attribute)
+            raced.append(True)
+            real_copytree(src, target, *args, **kwargs)  # the other process installs first ...
+            (target / download.DONE_MARKER).write_text("verified\n")
+        return real_copytree(src, dst, *args, **kwargs)  # ... while this one is still copying
+
+    monkeypatch.setattr(shutil, "copytree", copy_while_another_process_wins)
+    root = download.hymenoptera(data_dir=data_dir, mirror=mirror, verbose=False)
+    assert root == target and download.verify(root) == []
+    assert [p.name for p in data_dir.iterdir()] == [NAME]
+
+
+def test_sha256_of_known_bytes(tmp_path):
+    path = tmp_path / "abc"
+    path.write_bytes(b"abc")
+    assert download.sha256(path) == hashlib.sha256(b"abc").hexdigest()
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (3 << 20))  # crosses the 1 MiB block boundary
+    assert download.sha256(big) == hashlib.sha256(b"x" * (3 << 20)).hexdigest()
+
+
+def test_the_mirror_itself_is_intact(mirror_source):
+    """Guard for the tests above, which damage linked copies: the mirror still verifies."""
+    assert download.verify(mirror_source) == []

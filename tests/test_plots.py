@@ -1,0 +1,77 @@
+"""plots: figures build without error; the confusion matrix counts are right."""
+import matplotlib
+import pytest
+import torch
+
+from course_utils import plots
+from course_utils.data import Preset
+from course_utils.train import History
+
+
+def history(n: int, shift: float = 0.0) -> History:
+    h = History()
+    for e in range(1, n + 1):
+        h.epochs.append(dict(epoch=e, train_loss=1 / e, train_acc=0.5 + e / 20, val_loss=1.2 / e + shift,
+                             val_acc=0.45 + e / 20, lr=0.01, seconds=0.1))
+    return h
+
+
+def test_backend_is_non_interactive():
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_learning_curves():
+    fig = plots.learning_curves({"frozen": history(4), "fine-tuned": history(6, 0.1)},
+                                title="runs", marks={"fine-tuned": 3})
+    ax_loss, ax_acc = fig.axes
+    assert len(ax_loss.lines) == 2 * 2 + 1  # train + val per run, one mark
+    assert [t.get_text() for t in ax_acc.get_legend().get_texts()] == ["frozen", "fine-tuned"]
+    val = [line for line in ax_acc.lines if line.get_label() == "fine-tuned"][0]
+    assert list(val.get_xdata()) == [1, 2, 3, 4, 5, 6]
+    assert list(val.get_ydata()) == pytest.approx([0.45 + e / 20 for e in range(1, 7)])
+    assert fig._suptitle.get_text() == "runs"
+
+
+def test_image_grid_uint8_and_normalised():
+    torch.manual_seed(0)
+    raw = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
+    preset = Preset(crop=16, resize=18)
+    mean, std = torch.tensor(preset.mean).view(3, 1, 1), torch.tensor(preset.std).view(3, 1, 1)
+    normalised = (raw.float() / 255 - mean) / std
+    fig = plots.image_grid([raw, normalised, raw], titles=["a", "b", "c"], preset=preset, cols=2,
+                           colors=["red", "green", "blue"])
+    axes = fig.axes
+    assert len(axes) == 4  # 2 x 2 grid, the last one empty
+    assert [ax.get_title() for ax in axes[:3]] == ["a", "b", "c"]
+    assert not axes[3].images
+    expected = (raw.float() / 255).permute(1, 2, 0).numpy()
+    for ax in axes[:2]:  # both draw the same picture: normalisation undone
+        shown = ax.images[0].get_array()
+        assert shown.shape == (16, 16, 3)
+        assert abs(shown - expected).max() < 1e-5
+    assert axes[1].title.get_color() == "green"
+
+
+def test_confusion_matrix_counts():
+    labels = torch.tensor([0, 0, 1, 2, 2, 2, 1])
+    preds = torch.tensor([0, 1, 1, 2, 0, 2, 1])
+    counts = plots.confusion_matrix(labels, preds, ["a", "b", "c"])
+    assert counts.tolist() == [[1, 1, 0],
+                               [0, 2, 0],
+                               [1, 0, 2]]
+    assert counts.sum().item() == len(labels)
+
+
+def test_confusion_matrix_missing_classes_still_square():
+    counts = plots.confusion_matrix(torch.tensor([0, 0]), torch.tensor([0, 0]), ["a", "b", "c"])
+    assert counts.tolist() == [[2, 0, 0], [0, 0, 0], [0, 0, 0]]
+
+
+def test_plot_confusion():
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    preds = torch.tensor([0, 1, 1, 1, 0])
+    fig = plots.plot_confusion(labels, preds, ["ants", "bees"], title="val")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["1", "1", "1", "2"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ants", "bees"]
+    assert ax.get_title() == "val"

@@ -1,0 +1,226 @@
+"""The course's setup: pinned dependencies, the CI entry point, and clean committed notebooks."""
+import importlib.metadata
+import importlib.util
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+MARK = "NBVAL_CHECK_OUTPUT"
+
+
+# --- dependency pins -----------------------------------------------------------------------------
+
+def pyproject_pins() -> list[str]:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["dependencies"]
+
+
+def environment_pip_pins(text: str) -> list[str]:
+    """The items of the `- pip:` list in environment.yml (a small parser: no PyYAML needed)."""
+    pins, indent = [], None
+    for line in text.splitlines():
+        stripped = line.split("#", 1)[0].rstrip()
+        if not stripped.strip():
+            continue
+        depth = len(stripped) - len(stripped.lstrip())
+        if indent is None:
+            if stripped.strip() == "- pip:":
+                indent = depth
+            continue
+        if depth <= indent:
+            break
+        assert stripped.strip().startswith("- "), f"unexpected line in the pip section: {line!r}"
+        pins.append(stripped.strip()[2:].strip())
+    assert indent is not None, "environment.yml has no `- pip:` section"
+    return pins
+
+
+def split_pin(pin: str) -> tuple[str, str]:
+    m = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*==\s*([A-Za-z0-9_.+\-]+)", pin)
+    assert m, f"{pin!r} is not an exact pin (name==version)"
+    return m[1].lower().replace("_", "-"), m[2]
+
+
+def test_environment_parser_reads_pip_section():
+    text = "name: x\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n      - a==1  # c\n\n      - b==2\nother: 1\n"
+    assert environment_pip_pins(text) == ["a==1", "b==2"]
+
+
+def test_environment_yml_pins_equal_pyproject():
+    env = environment_pip_pins((ROOT / "environment.yml").read_text())
+    project = pyproject_pins()
+    assert env == project
+    assert len({split_pin(p)[0] for p in project}) == len(project)  # no package twice
+
+
+def test_every_dependency_is_pinned_exactly():
+    for pin in pyproject_pins():
+        split_pin(pin)
+
+
+def test_torch_and_torchvision_pins():
+    pins = dict(split_pin(p) for p in pyproject_pins())
+    assert pins["torch"] == "2.14.1"
+    assert pins["torchvision"] == "0.29.1"
+
+
+def test_environment_python_matches_requires_python():
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        requires = tomllib.load(f)["project"]["requires-python"]
+    m = re.search(r"^\s*-\s*python=(\d+)\.(\d+)", (ROOT / "environment.yml").read_text(), re.M)
+    assert m, "environment.yml pins no python version"
+    low = tuple(int(x) for x in re.fullmatch(r">=(\d+)\.(\d+)", requires).groups())
+    assert (int(m[1]), int(m[2])) >= low
+
+
+def test_installed_versions_match_pins():
+    """The environment the tests run in is the one the course pins (local labels like +cpu aside)."""
+    wrong = {}
+    for pin in pyproject_pins():
+        name, version = split_pin(pin)
+        installed = importlib.metadata.version(name)
+        if installed.split("+")[0] != version:
+            wrong[name] = (version, installed)
+    assert not wrong, f"pinned vs installed: {wrong}"
+
+
+# --- entry points ----------------------------------------------------------------------------------
+
+def test_ci_runs_make_test():
+    lines = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines()]
+    commands = [l for l in lines if l and not l.startswith("#")]
+    assert "make test" in commands
+    assert any("COURSE_DATA_MIRROR" in l for l in commands)
+
+
+def test_make_test_runs_unit_tests_and_notebooks_in_fast_mode():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "Makefile has no test target"
+    body = recipe[1]
+    assert "COURSE_FAST=1" in body and "tests" in body and "notebooks" in body and "--nbval-lax" in body
+
+
+# --- notebooks -------------------------------------------------------------------------------------
+
+def notebook_problems(nb) -> list[str]:
+    """Where a notebook breaks the course convention (empty list: clean)."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if MARK in cell.source:
+            if cell.get("execution_count") is None:
+                problems.append(f"cell {i}: checked cell has no stored execution_count")
+            if not cell.get("outputs"):
+                problems.append(f"cell {i}: checked cell has no stored output (nbval would check nothing)")
+        else:
+            if cell.get("outputs"):
+                problems.append(f"cell {i}: unchecked cell has outputs")
+            if cell.get("execution_count") is not None:
+                problems.append(f"cell {i}: unchecked cell has execution_count {cell.execution_count}")
+    params = [c for c in nb.cells if c.cell_type == "code" and c.source.lstrip().startswith("# Parameters")]
+    if not params:
+        problems.append("no code cell starting with `# Parameters`")
+    elif not any("COURSE_DATASET" in c.source for c in params):
+        problems.append("the `# Parameters` cell does not mention COURSE_DATASET")
+    if not any(c.cell_type == "markdown" and re.search(r"^## Exercises\b", c.source, re.M) for c in nb.cells):
+        problems.append("no markdown heading `## Exercises`")
+    return problems
+
+
+def _notebook(*cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = list(cells)
+    return nb
+
+
+def _clean_example():
+    out = nbformat.v4.new_output("stream", name="stdout", text="2 classes\n")
+    return _notebook(
+        nbformat.v4.new_markdown_cell("# 01 Model zoo"),
+        nbformat.v4.new_code_cell("# Parameters\nimport os\ndataset = os.environ.get('COURSE_DATASET')"),
+        nbformat.v4.new_code_cell(f"# {MARK}\nprint('2 classes')", execution_count=3, outputs=[out]),
+        nbformat.v4.new_markdown_cell("## Exercises\n1. Try another model."),
+        nbformat.v4.new_code_cell("answer = ..."),
+    )
+
+
+def test_notebook_checker_accepts_a_clean_notebook():
+    assert notebook_problems(_clean_example()) == []
+
+
+def test_notebook_checker_finds_each_problem():
+    nb = _clean_example()
+    nb.cells[4].execution_count = 7
+    nb.cells[4].outputs = [nbformat.v4.new_output("stream", name="stdout", text="...")]
+    nb.cells[2].outputs = []
+    nb.cells[2].execution_count = None
+    problems = notebook_problems(nb)
+    assert "cell 4: unchecked cell has outputs" in problems
+    assert "cell 4: unchecked cell has execution_count 7" in problems
+    assert any(p.startswith("cell 2:") and "execution_count" in p for p in problems)
+    assert any(p.startswith("cell 2:") and "no stored output" in p for p in problems)
+    nb = _clean_example()
+    nb.cells[1].source = "# Parameters\nepochs = 3"
+    nb.cells[3].source = "### Exercises"
+    assert notebook_problems(nb) == ["the `# Parameters` cell does not mention COURSE_DATASET",
+                                     "no markdown heading `## Exercises`"]
+    nb.cells[1].source = "epochs = 3"
+    assert "no code cell starting with `# Parameters`" in notebook_problems(nb)
+
+
+def test_tools_notebooks_clean_produces_a_clean_notebook():
+    """tools/notebooks.py's clean() and this file's checker agree on the convention."""
+    spec = importlib.util.spec_from_file_location("course_tools_notebooks", ROOT / "tools" / "notebooks.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.MARK == MARK
+    nb = _clean_example()
+    for i, cell in enumerate(nb.cells):  # as if just executed
+        if cell.cell_type == "code":
+            cell.execution_count = i
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{i}\n"),
+                            nbformat.v4.new_output("stream", name="stderr", text="noise\n")]
+    assert notebook_problems(nb) != []
+    tool.clean(nb)
+    assert notebook_problems(nb) == []
+    checked = nb.cells[2]
+    assert [o.name for o in checked.outputs] == ["stdout"]  # stderr dropped, stdout kept
+
+
+def notebook_paths() -> list[Path]:
+    return sorted(p for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def test_notebooks_folder_exists():
+    assert NOTEBOOKS.is_dir()
+
+
+def test_chapter_notebooks_are_named_and_numbered():
+    """Chapter notebooks are notebooks/NN_name.ipynb, numbers unique; anything in notebooks/
+    that starts with a digit must follow that naming (so the checks below find every chapter)."""
+    numbered = [p for p in NOTEBOOKS.iterdir() if p.name[:1].isdigit()]
+    bad = [p.name for p in numbered if not re.fullmatch(r"\d\d_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb", p.name)]
+    assert not bad, f"not named NN_name.ipynb: {bad}"
+    numbers = [p.name[:2] for p in numbered]
+    assert len(numbers) == len(set(numbers)), f"chapter numbers used twice: {sorted(numbers)}"
+    nested = [str(p.relative_to(NOTEBOOKS)) for p in notebook_paths()
+              if p.parent != NOTEBOOKS and p.name[:1].isdigit()]
+    assert not nested, f"chapter notebooks belong directly in notebooks/: {nested}"
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: str(p.relative_to(NOTEBOOKS)))
+def test_notebook_is_clean(path):
+    json.loads(path.read_text())  # valid JSON first, for a clear error
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    problems = notebook_problems(nb)
+    assert not problems, f"{path.name}: " + "; ".join(problems) + \
+        f" (run `python tools/notebooks.py {path.relative_to(ROOT)}`)"

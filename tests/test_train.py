@@ -1,0 +1,231 @@
+"""train: the training loop on a tiny, linearly separable problem (CPU, seconds)."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_utils import settings, train, zoo
+
+CPU = torch.device("cpu")
+KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+
+
+def separable(n: int, seed: int) -> TensorDataset:
+    """Two classes of 3x8x8 'images' told apart by the mean of channel 0 (+1 or -1)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 3, 8, 8, generator=g) * 0.5
+    x[:, 0] += (y * 2 - 1).float().view(-1, 1, 1)
+    return TensorDataset(x, y)
+
+
+def loaders(batch_size: int = 16, generator=None) -> dict:
+    return {"train": DataLoader(separable(64, 1), batch_size=batch_size, shuffle=True, generator=generator),
+            "val": DataLoader(separable(32, 2), batch_size=batch_size)}
+
+
+def linear() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+
+
+def conv_bn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+
+
+class Snapshots:
+    """A scheduler that records the model's weights at the end of every epoch (fit calls
+    step() after validation), then steps the real scheduler, if any."""
+
+    def __init__(self, model, inner=None):
+        self.model, self.inner, self.weights = model, inner, []
+
+    def step(self):
+        self.weights.append(copy.deepcopy(self.model.state_dict()))
+        if self.inner is not None:
+            self.inner.step()
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fit_learns_and_records_history(capsys):
+    torch.manual_seed(0)
+    model = linear()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    history = train.fit(model, loaders(), opt, epochs=4, device=CPU, progress=False)
+    assert [row["epoch"] for row in history.epochs] == [1, 2, 3, 4]
+    assert all(set(row) == KEYS for row in history.epochs)
+    assert history.epochs[-1]["val_acc"] >= 0.95 and history.best_val_acc >= 0.95
+    assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
+    assert all(0 <= row["train_acc"] <= 1 and 0 <= row["val_acc"] <= 1 for row in history.epochs)
+    assert history.column("lr") == [0.05] * 4
+    assert history.seconds == pytest.approx(sum(r["seconds"] for r in history.epochs)) and history.seconds > 0
+    assert list(history.table().index) == [1, 2, 3, 4]
+    assert not history.interrupted
+    out = capsys.readouterr().out
+    assert sum(line.startswith("epoch ") for line in out.splitlines()) == 4
+    assert f"best val acc {history.best_val_acc:.3f} at epoch {history.best_epoch}" in out
+    assert train.accuracy(model, loaders()["val"], device=CPU) == pytest.approx(history.best_val_acc)
+
+
+def test_lr_column_follows_the_scheduler():
+    torch.manual_seed(0)
+    model = linear()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    history = train.fit(model, loaders(), opt, epochs=3, scheduler=sched, device=CPU, progress=False)
+    assert history.column("lr") == pytest.approx([0.1, 0.05, 0.025])
+
+
+def test_best_weights_are_restored():
+    """Epochs 1-2 learn; from epoch 3 the learning rate turns hugely negative (gradient ascent),
+    which ruins the model. fit must end with the weights of the best epoch."""
+    torch.manual_seed(0)
+    model = linear()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sabotage = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 if e < 2 else -100.0)
+    snaps = Snapshots(model, sabotage)
+    history = train.fit(model, loaders(), opt, epochs=5, scheduler=snaps, device=CPU,
+                        progress=False, mixed_precision=False)
+    rows = history.epochs
+    assert len(rows) == 5
+    best = max(rows, key=lambda r: (r["val_acc"], -r["val_loss"]))
+    assert history.best_epoch == best["epoch"] <= 2
+    assert history.best_val_acc == best["val_acc"] >= 0.9
+    assert rows[-1]["val_acc"] < best["val_acc"] - 0.3  # the last epoch really is worse
+    final = model.state_dict()
+    assert same_weights(final, snaps.weights[history.best_epoch - 1])
+    assert not same_weights(final, snaps.weights[-1])
+    assert train.accuracy(model, loaders()["val"], device=CPU) == pytest.approx(best["val_acc"])
+
+
+def test_patience_stops_early(capsys):
+    torch.manual_seed(0)
+    model = linear()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # nothing changes: no epoch is ever better
+    history = train.fit(model, loaders(), opt, epochs=10, patience=2, device=CPU, progress=False)
+    assert len(history.epochs) == 3 and history.best_epoch == 1
+    assert "early stop" in capsys.readouterr().out
+    history = train.fit(model, loaders(), opt, epochs=4, device=CPU, progress=False)
+    assert len(history.epochs) == 4  # without patience every epoch runs
+
+
+class InterruptingLoader:
+    """Wraps a loader; on its `at`-th pass it raises KeyboardInterrupt after `after` batches."""
+
+    def __init__(self, loader, at: int, after: int):
+        self.loader, self.at, self.after, self.passes = loader, at, after, 0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        self.passes += 1
+        for i, batch in enumerate(self.loader):
+            if self.passes == self.at and i == self.after:
+                raise KeyboardInterrupt
+            yield batch
+
+
+def test_keyboard_interrupt_keeps_best_weights_and_history(capsys):
+    torch.manual_seed(0)
+    model = linear()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    data = loaders()
+    data["train"] = InterruptingLoader(data["train"], at=3, after=2)  # 2 batches into epoch 3
+    snaps = Snapshots(model)
+    history = train.fit(model, data, opt, epochs=6, scheduler=snaps, device=CPU, progress=False)
+    assert history.interrupted
+    assert [row["epoch"] for row in history.epochs] == [1, 2]
+    assert history.best_epoch in (1, 2)
+    # the half-trained weights of epoch 3 are dropped for the best complete epoch's
+    assert same_weights(model.state_dict(), snaps.weights[history.best_epoch - 1])
+    assert "Interrupted after 2 complete epoch(s)" in capsys.readouterr().out
+
+
+def test_fit_keeps_frozen_batchnorm_statistics():
+    torch.manual_seed(0)
+    model = conv_bn()
+    for p in model[1].parameters():
+        p.requires_grad = False
+    before = {k: v.clone() for k, v in model[1].state_dict().items()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    train.fit(model, loaders(), opt, epochs=2, device=CPU, progress=False)
+    after = model[1].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # control: a trainable BatchNorm does update its statistics in the same loop
+    unfrozen = conv_bn()
+    start = unfrozen[1].running_mean.clone()
+    train.fit(unfrozen, loaders(), torch.optim.SGD(unfrozen.parameters(), lr=0.05), epochs=1,
+              device=CPU, progress=False)
+    assert not torch.equal(unfrozen[1].running_mean, start)
+
+
+def test_fit_with_progress_bar(capsys):
+    torch.manual_seed(0)
+    model = linear()
+    history = train.fit(model, loaders(), torch.optim.SGD(model.parameters(), lr=0.05), epochs=2,
+                        device=CPU, progress=True)
+    assert len(history.epochs) == 2
+    assert "epoch 2/2" in capsys.readouterr().out
+
+
+def test_predict_probabilities():
+    torch.manual_seed(0)
+    model = linear()
+    val = loaders()["val"]
+    probs, labels = train.predict(model, val, device=CPU)
+    assert probs.shape == (32, 2) and labels.shape == (32,)
+    assert probs.dtype == torch.float32
+    torch.testing.assert_close(probs.sum(1), torch.ones(32))
+    assert torch.equal(labels, separable(32, 2).tensors[1])
+
+
+def test_predict_without_mixed_precision_is_exact_float32():
+    torch.manual_seed(0)
+    model = linear()
+    val = loaders()["val"]
+    x = separable(32, 2).tensors[0]
+    with torch.no_grad():
+        expected = model(x).softmax(1)
+    probs, _ = train.predict(model, val, device=CPU, mixed_precision=False)
+    assert probs.dtype == torch.float32
+    torch.testing.assert_close(probs, expected, atol=1e-6, rtol=1e-6)
+
+
+def test_accuracy_matches_predictions():
+    torch.manual_seed(0)
+    model = linear()
+    val = loaders()["val"]
+    probs, labels = train.predict(model, val, device=CPU)
+    assert train.accuracy(model, val, device=CPU) == pytest.approx((probs.argmax(1) == labels).float().mean().item())
+
+
+def test_autocast_dtype():
+    assert train.autocast_dtype(torch.device("mps")) is None
+    cpu = train.autocast_dtype(CPU)
+    assert cpu in (None, torch.bfloat16)
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert (cpu == torch.bfloat16) == native
+
+
+def _run(seed: int):
+    settings.seed_everything(seed)
+    model = conv_bn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    history = train.fit(model, loaders(), opt, epochs=3, device=CPU, progress=False)
+    rows = [{k: v for k, v in row.items() if k != "seconds"} for row in history.epochs]
+    return rows, model.state_dict()
+
+
+def test_seeded_runs_are_reproducible():
+    rows_a, weights_a = _run(0)
+    rows_b, weights_b = _run(0)
+    assert rows_a == rows_b
+    assert same_weights(weights_a, weights_b)
+    rows_c, _ = _run(1)
+    assert rows_c != rows_a  # the seed matters: the check above is not vacuous

@@ -11,7 +11,7 @@ export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
 # parallel (two processes that each use both cores measured 6-10x slower on 2 cores).
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: lab test unit notebooks bench fetch clean
+.PHONY: lab test unit notebooks bench fetch student clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,6 @@ fetch: $(STAMP)  ## download the dataset and the pretrained weights for an offli
 
 clean:
 	rm -rf $(VENV) student .pytest_cache
+
+student: $(STAMP)  ## student copies of the notebooks, solutions removed, into student/
+	$(BIN)/python tools/student.py notebooks student

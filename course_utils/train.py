@@ -84,6 +84,18 @@ def _run_epoch(model, loader, criterion, device, dtype, optimizer=None, scaler=N
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
+def check_outputs(model: nn.Module, loader) -> None:
+    """Fail before training if the model's head does not have one output per class of the data."""
+    classes = getattr(getattr(loader, "dataset", None), "classes", None)
+    _, last = zoo.head(model)
+    outputs = getattr(last, "out_features", getattr(last, "out_channels", None))
+    if classes is not None and outputs != len(classes):
+        raise ValueError(
+            f"The model has {outputs} outputs but the data has {len(classes)} classes ({', '.join(classes)}). "
+            f"Give it a new head first: zoo.replace_head(model, {len(classes)}), or load it with "
+            f"zoo.load_pretrained(name, num_classes={len(classes)}).")
+
+
 def fit(model: nn.Module, loaders: dict, optimizer: torch.optim.Optimizer, epochs: int,
         criterion: nn.Module | None = None, scheduler=None, device: torch.device | None = None,
         patience: int | None = None, mixed_precision: bool = True, progress: bool | None = None) -> History:
@@ -94,6 +106,7 @@ def fit(model: nn.Module, loaders: dict, optimizer: torch.optim.Optimizer, epoch
     after that many epochs without a better validation score. Interrupting (Ctrl-C, or
     Jupyter's stop button) keeps the best weights and the history so far.
     """
+    check_outputs(model, loaders["train"])
     device = device or settings.pick_device()
     criterion = criterion or nn.CrossEntropyLoss()
     progress = settings.PROGRESS if progress is None else progress

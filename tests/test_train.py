@@ -229,3 +229,18 @@ def test_seeded_runs_are_reproducible():
     assert same_weights(weights_a, weights_b)
     rows_c, _ = _run(1)
     assert rows_c != rows_a  # the seed matters: the check above is not vacuous
+
+
+def test_head_size_must_match_the_classes_before_training(tiny_imagefolder):
+    """A 1000-way ImageNet head on a 2-class dataset is caught before any epoch runs."""
+    from course_utils import data, zoo
+    preset = data.Preset(crop=32, resize=36)
+    loaders = data.image_loaders(tiny_imagefolder, preset, batch_size=4, device=torch.device("cpu"))
+    n_classes = len(loaders["train"].dataset.classes)
+    model = zoo.load_untrained("resnet18", num_classes=n_classes + 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(ValueError, match=rf"{n_classes + 3} outputs but the data has {n_classes} classes.*replace_head"):
+        train.fit(model, loaders, opt, epochs=1, device=torch.device("cpu"), progress=False)
+    zoo.replace_head(model, n_classes)
+    history = train.fit(model, loaders, opt, epochs=1, device=torch.device("cpu"), progress=False)
+    assert len(history.epochs) == 1

@@ -18,37 +18,50 @@ from .train import _to_device, autocast_dtype
 
 @torch.inference_mode()
 def extract_features(model: nn.Module, loader: DataLoader, device: torch.device | None = None,
-                     views: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inputs of the model's head for every sample of `loader`, `views` passes over it.
+                     views: int = 1, mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs of the model's head for every sample of `loader`'s dataset, `views` passes over it.
 
-    The base runs in eval mode (BatchNorm uses ImageNet's statistics). Returns float32
-    features (N * views, D) and labels (N * views,), on the CPU.
+    Samples come in dataset order (the loader's shuffling is not used), so row i is
+    `loader.dataset[i]` (and row i + N its second view). The base runs in eval mode
+    (BatchNorm keeps ImageNet's statistics). Returns float32 features (N * views, D) and
+    labels (N * views,), on the CPU. The model is left as it was, head included.
     """
     device = device or settings.pick_device()
     name, head = zoo.head(model)
     if not isinstance(head, nn.Linear):
-        raise TypeError(f"extract_features needs a Linear head; {type(model).__name__}'s is {type(head).__name__}.")
-    dtype = autocast_dtype(device)
-    model.set_submodule(name, nn.Identity())
+        raise TypeError(f"extract_features needs a model whose head is a Linear layer; "
+                        f"{type(model).__name__}'s head {name!r} is a {type(head).__name__}. Train this "
+                        f"model's head through the frozen model instead: train.fit(model, image loaders, ...).")
+    dtype = autocast_dtype(device) if mixed_precision else None
+    in_order = DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False,
+                          num_workers=loader.num_workers, pin_memory=loader.pin_memory)
+    was_training = model.training
+    model.set_submodule(name, nn.Identity())  # the model now outputs what the head would receive
     try:
         model.to(device, memory_format=torch.channels_last).eval()
         features, labels = [], []
         for _ in range(views):
-            for inputs, targets in loader:
+            for inputs, targets in in_order:
                 with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                     features.append(model(_to_device(inputs, device)).float().flatten(1).cpu())
                 labels.append(torch.as_tensor(targets))
     finally:
         model.set_submodule(name, head)
+        model.train(was_training)
     return torch.cat(features), torch.cat(labels)
 
 
 def feature_loaders(model: nn.Module, loaders: dict, device: torch.device | None = None,
-                    views: int = 1, batch_size: int = 32) -> dict[str, DataLoader]:
-    """Loaders over stored features, ready for `train.fit(head, ...)`: train with `views` passes."""
+                    views: int = 1, batch_size: int = 32, mixed_precision: bool = True,
+                    seed: int = 0) -> dict[str, DataLoader]:
+    """Loaders over stored features, ready for `train.fit(zoo.head(model)[1], ...)`.
+
+    The train split gets `views` passes (use augmenting loaders for views > 1); the train
+    loader shuffles with `seed`, like `data.image_loaders`.
+    """
     out = {}
     for split, loader in loaders.items():
-        x, y = extract_features(model, loader, device, views if split == "train" else 1)
+        x, y = extract_features(model, loader, device, views if split == "train" else 1, mixed_precision)
         out[split] = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=split == "train",
-                                generator=torch.Generator().manual_seed(0))
+                                generator=torch.Generator().manual_seed(seed))
     return out

@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 lab: $(STAMP)  ## open the course in JupyterLab
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP)  ## unit tests, then every notebook headless in fast mode
 	COURSE_FAST=1 MPLBACKEND=Agg $(PYTEST) tests notebooks --nbval-lax --nbval-cell-timeout=900 --durations=15

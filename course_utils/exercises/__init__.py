@@ -1,0 +1,11 @@
+"""Checks students run on their exercise answers: specific feedback, not just pass/fail.
+
+Each check prints what is right, or raises `ExerciseError` with what is wrong and a hint.
+An answer left as the placeholder `...` (or a solution cell that still raises
+NotImplementedError) is reported as "not done yet". One module per chapter (`ch01` ...);
+notebooks call them through this package: `exercises.check_03_feature_extraction(...)`.
+"""
+from ._common import ExerciseError, passed
+from .ch01 import check_01_small_model, check_01_topk, check_01_two_class
+from .ch02 import check_02_normalize, check_02_channel_stats, check_02_no_flip_augmentation
+from .ch03 import check_03_feature_extraction, check_03_images_per_class

@@ -1,0 +1,19 @@
+"""What every chapter's checks share: the error, the "not done yet" test, the pass message."""
+from __future__ import annotations
+
+class ExerciseError(AssertionError):
+    """The answer is not right yet; the message says what to look at."""
+
+
+def _require(condition: bool, feedback: str) -> None:
+    if not condition:
+        raise ExerciseError(feedback)
+
+
+def _not_done(value, name: str) -> None:
+    if value is ... or value is None:
+        raise ExerciseError(f"Not done yet: `{name}` is still empty. Fill in the cell above and run it.")
+
+
+def passed(message: str) -> None:
+    print(f"Correct: {message}")

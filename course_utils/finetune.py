@@ -1,0 +1,122 @@
+"""Fine-tuning strategies built on the course's one loop, `train.fit`.
+
+- `param_groups`: discriminative learning rates, one optimizer group per stage, smaller
+  towards the input (early layers hold generic features worth keeping);
+- `progressive`: unfreeze in phases (the head, then the last stage(s), then everything),
+  calling `train.fit` once per phase and joining the histories;
+- `run`: train one strategy, time it, and return its row of a comparison table;
+- `resampled`: a loader drawing a fixed number of samples per epoch, so that runs on fewer
+  images take as many steps as runs on all of them.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+
+from . import train, zoo
+
+
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimizer should update: those with `requires_grad`."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def param_groups(model: nn.Module, head_lr: float, first_lr: float) -> list[dict]:
+    """Optimizer parameter groups with discriminative learning rates, input first.
+
+    The base's first stage learns at `first_lr`, the head (everything after the last stage) at
+    `head_lr`, and each stage in between a constant factor faster than the one before it
+    (log-spaced rates). Only trainable parameters are included, so this combines with
+    `zoo.freeze`. Each group has a `name` and an `lr`.
+    """
+    stages = zoo.stages(model)
+    in_stage = set()
+    groups = []
+    for i, (name, stage) in enumerate(stages):
+        params = [p for p in stage.parameters() if id(p) not in in_stage]
+        in_stage.update(id(p) for p in params)
+        params = [p for p in params if p.requires_grad]
+        if params:
+            fraction = i / len(stages)  # 0 for the first stage, 1 would be the head
+            groups.append(dict(params=params, lr=first_lr * (head_lr / first_lr) ** fraction, name=name))
+    head = [p for p in trainable(model) if id(p) not in in_stage]
+    if head:
+        groups.append(dict(params=head, lr=head_lr, name="head"))
+    return groups
+
+
+def progressive(model: nn.Module, loaders: dict, phases: list[tuple[int | None, int]],
+                make_optimizer: Callable[[nn.Module], object], **fit_kwargs) -> train.History:
+    """Progressive unfreezing: one `train.fit` per phase, histories joined into one.
+
+    `phases` lists (train_last, epochs): `zoo.freeze(model, train_last)` before the phase
+    (0: the head only), or everything trainable for `train_last=None`. A fresh optimizer
+    from `make_optimizer(model)` per phase (it sees the newly trainable parameters).
+    Rows gain `phase` (1, 2, ...) and `trainable` (parameter count); epochs are numbered
+    across phases. The model ends with the best weights of all phases.
+    """
+    history = train.History()
+    best_weights = None
+    for phase, (train_last, epochs) in enumerate(phases, start=1):
+        if train_last is None:
+            zoo.unfreeze(model)
+        else:
+            zoo.freeze(model, train_last=train_last)
+        count = zoo.count_parameters(model)[0]
+        what = {None: "everything", 0: "the head"}.get(train_last, f"the head and the last {train_last} stage(s)")
+        print(f"phase {phase}: {what}, {count:,} trainable parameters")
+        part = train.fit(model, loaders, make_optimizer(model), epochs, **fit_kwargs)
+        offset = len(history.epochs)
+        history.epochs += [dict(row, epoch=row["epoch"] + offset, phase=phase, trainable=count)
+                           for row in part.epochs]
+        if part.epochs:
+            best = history.epochs[offset + part.best_epoch - 1]
+            kept = history.epochs[history.best_epoch - 1] if history.best_epoch else None
+            if kept is None or (best["val_acc"], -best["val_loss"]) > (kept["val_acc"], -kept["val_loss"]):
+                history.best_epoch, history.best_val_acc = best["epoch"], best["val_acc"]
+                best_weights = copy.deepcopy(model.state_dict())  # fit left the phase's best weights
+        if part.interrupted:
+            history.interrupted = True
+            break
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    return history
+
+
+def phase_starts(history: train.History) -> list[int]:
+    """The epochs that began a new phase of `progressive` (where layers were unfrozen)."""
+    rows = history.epochs
+    return [b["epoch"] for a, b in zip(rows, rows[1:]) if b.get("phase") != a.get("phase")]
+
+
+def row(strategy: str, model: nn.Module, history: train.History, seconds: float) -> dict:
+    """One row of the comparison table; accuracies and the gap are those of the best epoch."""
+    if not history.epochs:
+        raise ValueError(f"{strategy}: no epoch was completed, nothing to report.")
+    best = history.epochs[history.best_epoch - 1]
+    return {"strategy": strategy, "trainable params": zoo.count_parameters(model)[0],
+            "epochs": len(history.epochs), "seconds": seconds, "best val acc": best["val_acc"],
+            "train acc": best["train_acc"], "train-val gap": best["train_acc"] - best["val_acc"]}
+
+
+def run(strategy: str, model: nn.Module, fit: Callable[[], train.History]) -> tuple[dict, train.History]:
+    """Call `fit()` (which trains `model`, e.g. a `train.fit` call), timing it; return its
+    table row and its history. The row counts the model's trainable parameters afterwards."""
+    start = time.perf_counter()
+    history = fit()
+    return row(strategy, model, history, time.perf_counter() - start), history
+
+
+def resampled(loader: DataLoader, num_samples: int, seed: int = 0) -> DataLoader:
+    """The same dataset and batch size, `num_samples` drawn at random (with replacement) per
+    epoch: fewer distinct images, but as many training steps as a larger dataset gives."""
+    sampler = RandomSampler(loader.dataset, replacement=True, num_samples=num_samples,
+                            generator=torch.Generator().manual_seed(seed))
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+                      persistent_workers=loader.num_workers > 0)

@@ -1,0 +1,223 @@
+"""finetune: discriminative learning rates, progressive unfreezing on train.fit, table rows (CPU, seconds)."""
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_utils import finetune, train, zoo
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread(restore_threads):
+    """Tiny models gain nothing from threads, and lose much when other processes busy the cores."""
+    torch.set_num_threads(1)
+
+
+def tiny_model() -> nn.Module:
+    """Three base stages (`features.0` .. `features.2`) and a Linear head, like the course's models."""
+    torch.manual_seed(0)
+
+    def block(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+    return nn.Sequential(OrderedDict(features=nn.Sequential(block(3, 4), block(4, 8), block(8, 8)),
+                                     pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
+                                     classifier=nn.Linear(8, 2)))
+
+
+def separable(n: int, seed: int) -> TensorDataset:
+    """Two classes of 3x8x8 'images' told apart by the mean of channel 0."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 3, 8, 8, generator=g) * 0.5
+    x[:, 0] += (y * 2 - 1).float().view(-1, 1, 1)
+    return TensorDataset(x, y)
+
+
+def loaders() -> dict:
+    return {"train": DataLoader(separable(32, 1), batch_size=8, shuffle=True,
+                                generator=torch.Generator().manual_seed(0)),
+            "val": DataLoader(separable(16, 2), batch_size=8)}
+
+
+def sgd(model, lr=0.05):
+    return torch.optim.SGD(finetune.trainable(model), lr=lr, momentum=0.9)
+
+
+# --- discriminative learning rates ----------------------------------------------------------------
+
+def test_param_groups_lrs_grow_from_input_to_head():
+    model = tiny_model()
+    groups = finetune.param_groups(model, head_lr=1e-2, first_lr=1e-4)
+    assert [g["name"] for g in groups] == ["features.0", "features.1", "features.2", "head"]
+    lrs = [g["lr"] for g in groups]
+    assert lrs == pytest.approx([1e-4, 10**(-4 + 2 / 3), 10**(-4 + 4 / 3), 1e-2])  # log-spaced up to the head
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
+    optimizer = torch.optim.SGD(groups, lr=1.0)  # each group's own lr wins over the default
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(lrs)
+    assert optimizer.param_groups[0]["name"] == "features.0"
+
+
+def test_param_groups_leave_out_frozen_stages():
+    model = zoo.freeze(tiny_model(), train_last=1)
+    groups = finetune.param_groups(model, head_lr=1e-2, first_lr=1e-4)
+    assert [g["name"] for g in groups] == ["features.2", "head"]
+    assert groups[0]["lr"] == pytest.approx(10**(-4 + 4 / 3))  # its place among all stages, not the trainable ones
+    assert sum(p.numel() for g in groups for p in g["params"]) == zoo.count_parameters(model)[0]
+
+
+def test_param_groups_on_resnet18_cover_every_parameter():
+    model = zoo.load_untrained("resnet18", num_classes=2)
+    groups = finetune.param_groups(model, head_lr=1e-2, first_lr=1e-4)
+    assert [g["name"] for g in groups] == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "head"]
+    assert sum(p.numel() for g in groups for p in g["params"]) == zoo.count_parameters(model)[1]
+    assert all(a["lr"] < b["lr"] for a, b in zip(groups, groups[1:]))
+    assert groups[0]["lr"] == pytest.approx(1e-4) and groups[-1]["lr"] == pytest.approx(1e-2)
+
+
+# --- progressive unfreezing -------------------------------------------------------------------------
+
+def test_progressive_calls_fit_once_per_phase_and_joins_histories(monkeypatch, capsys):
+    calls = []
+    real_fit = train.fit
+
+    def spy(model, loaders, optimizer, epochs, **kwargs):
+        calls.append((zoo.count_parameters(model)[0], sum(p.numel() for g in optimizer.param_groups
+                                                          for p in g["params"]), epochs))
+        return real_fit(model, loaders, optimizer, epochs, **kwargs)
+
+    monkeypatch.setattr(train, "fit", spy)
+    model = tiny_model()
+    history = finetune.progressive(model, loaders(), [(0, 2), (1, 1), (None, 1)], sgd, device=CPU, progress=False)
+    counts = [c[0] for c in calls]
+    assert counts[0] == 18 and counts[0] < counts[1] < counts[2] == zoo.count_parameters(model)[1]
+    assert [c[1] for c in calls] == counts  # a fresh optimizer per phase, with the new parameters
+    assert [c[2] for c in calls] == [2, 1, 1]
+    assert history.column("epoch") == [1, 2, 3, 4]
+    assert history.column("phase") == [1, 1, 2, 3]
+    assert history.column("trainable") == [counts[0], counts[0], counts[1], counts[2]]
+    assert finetune.phase_starts(history) == [3, 4]
+    assert history.best_val_acc == max(history.column("val_acc"))
+    assert history.epochs[history.best_epoch - 1]["val_acc"] == history.best_val_acc
+    assert train.accuracy(model, loaders()["val"], device=CPU) == pytest.approx(history.best_val_acc)
+    assert "phase 3: " in capsys.readouterr().out
+
+
+def fake_fit(val_accs):
+    """A stand-in for train.fit: phase i sets every weight to i and reports one epoch at val_accs[i-1]."""
+    phase = iter(range(1, len(val_accs) + 1))
+
+    def fit(model, loaders, optimizer, epochs, **kwargs):
+        i = next(phase)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(i)
+        acc = val_accs[i - 1]
+        if acc is None:  # interrupted before its first epoch ended
+            return train.History(interrupted=True)
+        return train.History(epochs=[dict(epoch=1, train_loss=1.0, train_acc=acc, val_loss=1 - acc, val_acc=acc,
+                                          lr=0.1, seconds=0.5)], best_epoch=1, best_val_acc=acc)
+    return fit
+
+
+def test_progressive_keeps_the_best_weights_of_all_phases(monkeypatch):
+    monkeypatch.setattr(train, "fit", fake_fit([0.6, 0.9, 0.7]))
+    model = tiny_model()
+    history = finetune.progressive(model, loaders(), [(0, 1), (1, 1), (None, 1)], sgd)
+    assert history.best_epoch == 2 and history.best_val_acc == 0.9
+    assert all(torch.all(p == 2) for p in model.parameters())  # phase 2's weights, not the last phase's
+
+
+def test_progressive_stops_when_interrupted(monkeypatch):
+    monkeypatch.setattr(train, "fit", fake_fit([0.6, None, 0.7]))
+    model = tiny_model()
+    history = finetune.progressive(model, loaders(), [(0, 1), (1, 1), (None, 1)], sgd)
+    assert history.interrupted and history.column("phase") == [1]
+    assert all(torch.all(p == 1) for p in model.parameters())
+
+
+# --- table rows, timing, resampling -----------------------------------------------------------------
+
+def test_row_reports_the_best_epoch():
+    model = zoo.freeze(tiny_model())
+    rows = [dict(epoch=e, train_loss=0.5, train_acc=t, val_loss=0.5, val_acc=v, lr=0.1, seconds=1.0)
+            for e, t, v in ((1, 0.6, 0.7), (2, 0.95, 0.8), (3, 1.0, 0.75))]
+    history = train.History(epochs=rows, best_epoch=2, best_val_acc=0.8)
+    row = finetune.row("feature extraction", model, history, seconds=3.5)
+    assert row == {"strategy": "feature extraction", "trainable params": 18, "epochs": 3, "seconds": 3.5,
+                   "best val acc": 0.8, "train acc": 0.95, "train-val gap": pytest.approx(0.15)}
+    with pytest.raises(ValueError, match="no epoch"):
+        finetune.row("nothing", model, train.History(), 1.0)
+
+
+def test_run_times_the_strategy_and_returns_its_row():
+    model = tiny_model()
+    row, history = finetune.run("full", model, lambda: train.fit(model, loaders(), sgd(model), 1,
+                                                                  device=CPU, progress=False))
+    assert row["strategy"] == "full" and row["epochs"] == 1 == len(history.epochs)
+    assert row["seconds"] >= history.seconds > 0
+    assert row["trainable params"] == zoo.count_parameters(model)[1]
+    assert row["best val acc"] == history.best_val_acc
+
+
+def test_resampled_draws_a_fixed_number_of_samples_per_epoch():
+    small = DataLoader(separable(6, 0), batch_size=4, shuffle=True)
+    loader = finetune.resampled(small, num_samples=20)
+    assert loader.dataset is small.dataset and loader.batch_size == 4
+    assert len(loader) == 5 and sum(len(y) for _, y in loader) == 20
+
+
+# --- the chapter's exercise checks --------------------------------------------------------------------
+
+def by_hand(model, loaders, epochs, reuse_optimizer=False, freeze_first=True):
+    """Progressive unfreezing written out, as a student would; optionally with a classic mistake."""
+    histories, optimizer = [], None
+    for train_last, n in zip((0, 1, None), epochs):
+        if train_last is None:
+            zoo.unfreeze(model)
+        elif freeze_first or train_last:
+            zoo.freeze(model, train_last=train_last)
+        if optimizer is None or not reuse_optimizer:
+            optimizer = sgd(model)
+        histories.append(train.fit(model, loaders, optimizer, n, device=CPU, progress=False))
+    return histories
+
+
+def test_check_progressive_accepts_a_right_answer_and_explains_mistakes(capsys):
+    import pandas as pd
+    from course_utils import exercises
+
+    model = tiny_model()
+    histories = by_hand(model, loaders(), (1, 1, 1))
+    table = pd.DataFrame([dict(strategy="full fine-tuning", epochs=3, seconds=1.0, **{"best val acc": 0.9})]
+                         ).set_index("strategy")
+    exercises.check_04_progressive(by_hand, histories, table)
+    assert "Correct: three phases, 18 -> 618 -> " in capsys.readouterr().out
+    with pytest.raises(exercises.ExerciseError, match="optimizer holds only 18 of the 618"):
+        exercises.check_04_progressive(lambda m, l, e: by_hand(m, l, e, reuse_optimizer=True), histories, table)
+    with pytest.raises(exercises.ExerciseError, match="Phase 1 trained .* only the head's 18"):
+        exercises.check_04_progressive(lambda m, l, e: by_hand(zoo.unfreeze(m), l, e, freeze_first=False),
+                                       histories, table)
+    with pytest.raises(exercises.ExerciseError, match="Not done yet"):
+        exercises.check_04_progressive(..., histories, table)
+
+
+def test_check_feature_extraction(capsys):
+    from course_utils import exercises, features
+
+    model = tiny_model()
+    history = train.fit(model, loaders(), sgd(model), 1, device=CPU, progress=False)
+    with pytest.raises(exercises.ExerciseError, match=r"still has 1,050 trainable parameters \(of 1,050\).*Did you freeze"):
+        exercises.check_04_feature_extraction(model, history, 1.0, loaders(), table=None)
+    zoo.freeze(model)
+    head = zoo.head(model)[1]
+    history = train.fit(head, features.feature_loaders(model, loaders(), device=CPU), sgd(head), 2,
+                        device=CPU, progress=False)
+    with pytest.raises(exercises.ExerciseError, match="less than the training epochs alone"):
+        exercises.check_04_feature_extraction(model, history, history.seconds / 2, loaders(), table=None)
+    exercises.check_04_feature_extraction(model, history, history.seconds, loaders(), table=None)
+    assert "Correct: feature extraction on cached features: 18 trainable parameters" in capsys.readouterr().out

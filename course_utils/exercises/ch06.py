@@ -1,0 +1,193 @@
+"""Exercise checks of chapter 06 validation error."""
+from __future__ import annotations
+
+from ._common import ExerciseError, _require, _not_done, passed
+
+
+def _number_06(value, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ExerciseError(f"`{name}` should be one number, not a {type(value).__name__}.") from None
+
+
+def _first_match_06(value: float, candidates: list[tuple[float, str]], tolerance: float = 1e-6) -> str:
+    """The feedback of the first candidate value that `value` matches, else ''."""
+    return next((feedback for wrong, feedback in candidates if abs(value - wrong) <= tolerance), "")
+
+
+def check_06_augmentation(report, histories, n_val: int) -> None:
+    """`histories`: {"without": History, "with": History}, the two runs of exercise 1; `report`: for
+    each, {"val_acc": the best validation accuracy, "gap": train minus val accuracy over the last
+    3 epochs, as stats.curve_summary gives it}. `n_val`: validation images (for the verdict)."""
+    from .. import stats
+    from ..train import History
+
+    _not_done(histories, "ex1_histories")
+    _not_done(report, "ex1_report")
+    runs = ("without", "with")
+    for name, value in (("ex1_histories", histories), ("ex1_report", report)):
+        _require(isinstance(value, dict) and set(runs) <= set(value),
+                 f"`{name}` should be a dict with the keys 'without' and 'with' (augmentation).")
+    for run in runs:
+        _not_done(histories[run], f"ex1_histories['{run}']")
+        _require(isinstance(histories[run], History) and histories[run].epochs,
+                 f"ex1_histories['{run}'] should be the History that train.fit returned, "
+                 f"not a {type(histories[run]).__name__}.")
+    _require(histories["with"] is not histories["without"],
+             "ex1_histories['with'] and ['without'] are the same run: train twice, once on each loader.")
+    found = {}
+    for run in runs:
+        other = runs[1 - runs.index(run)]
+        h, entry = histories[run], report[run]
+        _require(isinstance(entry, dict) and {"val_acc", "gap"} <= set(entry),
+                 f"ex1_report['{run}'] should be a dict with the keys 'val_acc' and 'gap'.")
+        for key in ("val_acc", "gap"):
+            _not_done(entry[key], f"ex1_report['{run}']['{key}']")
+        val_acc = _number_06(entry["val_acc"], f"ex1_report['{run}']['val_acc']")
+        gap = _number_06(entry["gap"], f"ex1_report['{run}']['gap']")
+        s, last = stats.curve_summary(h), h.epochs[-1]
+        if abs(val_acc - h.best_val_acc) > 1e-6:
+            hint = _first_match_06(val_acc, [
+                (100 * h.best_val_acc, "That is a percentage: give accuracies as fractions."),
+                (last["val_acc"], "That is the last epoch's: report the best epoch's (history.best_val_acc), "
+                                  "whose weights train.fit kept."),
+                (histories[other].best_val_acc, f"That is the '{other}' run's: are the two swapped?"),
+            ]) or "Use history.best_val_acc."
+            raise ExerciseError(f"ex1_report['{run}']['val_acc'] is {val_acc:.4f}; the run's best validation "
+                                f"accuracy is {h.best_val_acc:.4f}. {hint}")
+        if abs(gap - s["gap"]) > 1e-6:
+            best_row = h.epochs[h.best_epoch - 1]
+            hint = _first_match_06(gap, [
+                (-s["gap"], "The sign is reversed: the gap is train minus val accuracy (positive when the "
+                            "model does better on its training images)."),
+                (100 * s["gap"], "That is in percentage points: give it as a fraction."),
+                (last["train_acc"] - last["val_acc"], "That is the last epoch alone; one epoch is noisy, so the "
+                                                      "gap is averaged over the last 3 (stats.curve_summary)."),
+                (best_row["train_acc"] - best_row["val_acc"], "That is the best epoch's; the gap describes where "
+                                                              "training ended: the last 3 epochs."),
+                (s["val_loss"] - s["train_loss"], "That is a gap between losses; use the accuracies."),
+                (stats.curve_summary(histories[other])["gap"], f"That is the '{other}' run's gap: swapped?"),
+            ]) or "Use stats.curve_summary(history)['gap']."
+            raise ExerciseError(f"ex1_report['{run}']['gap'] is {gap:+.4f}; the run's gap (train minus val "
+                                f"accuracy, last 3 epochs) is {s['gap']:+.4f}. {hint}")
+        found[run] = (h.best_val_acc, s["gap"])
+    (acc_without, gap_without), (acc_with, gap_with) = found["without"], found["with"]
+    low, high = stats.wilson_interval(round(acc_with * n_val), n_val)
+    images = round((acc_with - acc_without) * n_val)
+    verdict = (f"augmentation narrowed the gap by {gap_without - gap_with:.3f}" if gap_with < gap_without else
+               f"augmentation did not narrow the gap here ({gap_without:+.3f} -> {gap_with:+.3f})")
+    passed(f"without augmentation: val {acc_without:.3f}, gap {gap_without:+.3f}; with: val {acc_with:.3f}, "
+           f"gap {gap_with:+.3f}. {verdict.capitalize()}; validation accuracy moved by {images:+d} of {n_val} "
+           f"images, against a 95% interval of [{low:.3f}, {high:.3f}] for one run's accuracy: compare with "
+           f"section 4 before calling either better.")
+
+
+def check_06_images_needed(answer, accuracy: float, n_val: int, half_width: float = 0.02,
+                           confidence: float = 0.95) -> None:
+    """Validation images for a `confidence` interval of +-`half_width` around an accuracy near `accuracy`
+    (the normal interval's half-width z sqrt(p (1 - p) / n), solved for n); `n_val`: the images used now."""
+    import math
+
+    from .. import stats
+
+    _not_done(answer, "images_needed")
+    n = _number_06(answer, "images_needed")
+    z, p = stats.z_value(confidence), accuracy
+
+    def needed(p=p, h=half_width, z=z):
+        return math.ceil(z**2 * p * (1 - p) / h**2)
+
+    want = needed()
+    if abs(n - want) <= max(2, 0.05 * want):   # z = 2 for 1.96, or a Wilson-based search, lands here too
+        low, high = stats.wilson_interval(round(p * want), want, confidence)
+        passed(f"about {want:,} images (z = {z:.2f}, p = {p:.3f}): {want / n_val:.1f} times the {n_val} "
+               f"validation images measured here. Check: Wilson's interval at {round(p * want)}/{want} is "
+               f"[{low:.3f}, {high:.3f}]. Halving the interval costs 4 times the images; at p = 0.5 "
+               f"({needed(p=0.5):,}) the most.")
+        return
+    _require(n >= 1, f"images_needed is {n:g}: it should be a number of images (at least 1).")
+    hint = _first_match_06(n, [
+        (needed(p=0.5), f"That is the worst case, p = 0.5, where p (1 - p) is largest: a safe bound, but at "
+                        f"an accuracy of {p:.3f} fewer images do. Use p = the measured accuracy."),
+        (needed(h=half_width / 2), f"That sizes an interval {half_width:g} wide in all (+-{half_width / 2:g}). "
+                                   f"+-{half_width:g} is the half-width: the interval is {2 * half_width:g} wide."),
+        (needed(h=2 * half_width), f"That uses the full width {2 * half_width:g} as the half-width."),
+        (needed(z=stats.z_value(0.90)), "That is for 90% confidence (z = 1.645); 95% needs z = 1.96."),
+        (needed(z=stats.z_value(0.99)), "That is for 99% confidence (z = 2.58); 95% needs z = 1.96."),
+        (math.ceil(z * p * (1 - p) / half_width**2), "z must be squared too: n = z^2 p (1 - p) / h^2."),
+        (math.ceil(z**2 * p * (1 - p) / half_width), "The half-width must be squared: n = z^2 p (1 - p) / h^2."),
+        (math.ceil(z * math.sqrt(p * (1 - p)) / half_width), "Square the whole ratio: n = (z sqrt(p (1 - p)) / h)^2."),
+        (needed(h=100 * half_width), f"The half-width goes in as a fraction ({half_width:g}), not in percent."),
+    ], tolerance=max(2, 0.02 * n))
+    raise ExerciseError(f"images_needed is {n:,.0f}; about {want:,} are needed. " + (hint or
+                        f"Solve half-width = z sqrt(p (1 - p) / n) for n, with z = {z:.2f}, p = {p:.3f} "
+                        f"and half-width {half_width:g}."))
+
+
+def mystery_histories_06() -> dict:
+    """Three made-up but typical training histories (15 epochs each) for exercise 3, keys 'A', 'B', 'C'."""
+    import numpy as np
+
+    from ..train import History
+
+    rng = np.random.default_rng(6)
+    t = np.arange(1, 16)
+    settle = 1 - np.exp(-t / 3)                              # 0 -> 1 over the first few epochs
+    curves = {
+        "A": dict(train_acc=0.72 + 0.21 * settle, val_acc=0.80 + 0.14 * settle,       # val above train:
+                  train_loss=0.60 - 0.38 * settle, val_loss=0.48 - 0.30 * settle),    # augmented training
+        "B": dict(train_acc=0.80 + 0.20 * settle, val_acc=0.86 + 0.05 * settle,
+                  train_loss=0.45 * np.exp(-t / 2.5), val_loss=0.22 + 0.035 * (t - 4) ** 2 / 4),
+        "C": dict(train_acc=0.52 + 0.14 * settle, val_acc=0.54 + 0.12 * settle,
+                  train_loss=0.69 - 0.06 * settle, val_loss=0.69 - 0.05 * settle),
+    }
+    out = {}
+    for key, columns in curves.items():
+        noisy = {k: np.clip(v + rng.normal(0, 0.008, len(t)), 0, 1 if k.endswith("acc") else None)
+                 for k, v in columns.items()}
+        h = History(epochs=[dict(epoch=int(e), lr=0.01, seconds=0.0, **{k: float(v[i]) for k, v in noisy.items()})
+                            for i, e in enumerate(t)])
+        best = max(h.epochs, key=lambda row: (row["val_acc"], -row["val_loss"]))
+        h.best_epoch, h.best_val_acc = best["epoch"], best["val_acc"]
+        out[key] = h
+    return out
+
+
+def check_06_diagnoses(answer, histories) -> None:
+    """`answer`: {key: "underfitting" | "overfitting" | "good fit"} for each of `histories`."""
+    from .. import stats
+
+    _not_done(answer, "my_diagnoses")
+    _require(isinstance(answer, dict) and set(answer) == set(histories),
+             f"`my_diagnoses` should be a dict with one entry per history: keys {sorted(histories)}.")
+    aliases = {"underfit": "underfitting", "overfit": "overfitting", "good": "good fit", "goodfit": "good fit",
+               "good fitting": "good fit", "good-fit": "good fit"}
+    problems, reasons = [], []
+    for key, h in sorted(histories.items()):
+        _not_done(answer[key], f"my_diagnoses['{key}']")
+        given = aliases.get(str(answer[key]).strip().lower(), str(answer[key]).strip().lower())
+        _require(given in stats.DIAGNOSES, f"my_diagnoses['{key}'] is {answer[key]!r}: use one of "
+                                           f"'underfitting', 'overfitting' or 'good fit'.")
+        s, want = stats.curve_summary(h), stats.diagnose(h)
+        lowest = min(h.epochs, key=lambda row: row["val_loss"])
+        numbers = f"train acc {s['train_acc']:.2f}, val acc {s['val_acc']:.2f}, gap {s['gap']:+.2f}"
+        if want == "underfitting":
+            why = (f"training accuracy ends at {s['train_acc']:.2f}: the model does not even fit the images it "
+                   f"trains on, val is as low ({s['val_acc']:.2f}), and both losses stay near chance "
+                   f"({s['train_loss']:.2f}, {s['val_loss']:.2f}).")
+        elif want == "overfitting":
+            why = (f"{numbers}; the val loss ends at {s['val_loss']:.2f}, {1 + s['rise']:.1f} times its lowest "
+                   f"({lowest['val_loss']:.2f}, epoch {lowest['epoch']}) while the train loss goes to "
+                   f"{s['train_loss']:.2f}: the model grows ever more confident, also on the validation "
+                   f"images it gets wrong. The loss shows it before the accuracy does.")
+        else:
+            why = (f"{numbers}: both high and close, and the val loss stays near its lowest. Val a little "
+                   f"above train is normal with augmentation: training accuracy is measured on harder, "
+                   f"randomly cropped images.")
+        if given != want:
+            problems.append(f"{key}: you said {given}, but it is {want}: {why}")
+        reasons.append(f"{key}: {want}: {why}")
+    if problems:
+        raise ExerciseError(f"{len(problems)} of {len(histories)} not right yet.\n" + "\n".join(problems))
+    passed("all three.\n" + "\n".join(reasons))

@@ -36,11 +36,28 @@ def main(paths: list[str]) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     for path in map(Path, paths):
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=1800, kernel_name="python3",
+        NotebookClient(nb, timeout=1800, kernel_name="python3", record_timing=True,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
+        times = cell_seconds(nb)
         clean(nb)
         nbformat.write(nb, path)
-        print(f"{path}: executed; kept outputs of {sum(MARK in c.source for c in nb.cells)} checked cell(s)")
+        print(f"{path}: executed in {sum(times.values()):.0f} s; kept outputs of "
+              f"{sum(MARK in c.source for c in nb.cells)} checked cell(s)")
+        for index, seconds in sorted(times.items(), key=lambda item: -item[1])[:5]:
+            print(f"  cell {index}: {seconds:.1f} s")
+
+
+def cell_seconds(nb) -> dict[int, float]:
+    """Seconds each code cell took, from the timestamps nbclient records (slowest first to fix)."""
+    from datetime import datetime
+    times = {}
+    for index, cell in enumerate(nb.cells):
+        stamps = cell.metadata.get("execution", {})
+        if "iopub.execute_input" in stamps and "shell.execute_reply" in stamps:
+            start, end = (datetime.fromisoformat(stamps[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            times[index] = (end - start).total_seconds()
+    return times
 
 
 if __name__ == "__main__":

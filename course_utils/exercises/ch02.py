@@ -98,8 +98,9 @@ def check_02_channel_stats(channel_stats, images) -> None:
     large = torch.zeros(3, 4, 6, dtype=torch.uint8)
     large[1, :, :3] = 200                          # 24 pixels: half green, half black,
     large[2] = 100                                 # all with some blue
-    for case, imgs in (("two small test images of different sizes", [small, large]),
-                       (f"your {len(images)} images", list(images))):
+    for case, imgs in (("two small test images of different sizes", [small, large]), ("your images", images)):
+        imgs = list(imgs)  # (the test images first: a placeholder is reported before yours are read)
+        case = f"your {len(imgs)} images" if imgs is not None and case == "your images" else case
         answer = _call_02(channel_stats, "channel_stats", list(imgs),
                           hint="Hint: the images have different sizes, so `torch.stack` cannot batch "
                                "them; flatten each to (3, H*W) and `torch.cat` them along dim 1.")

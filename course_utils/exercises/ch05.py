@@ -61,14 +61,16 @@ def check_05_lr_sensitivity(best_lr, too_large_lr, too_small_lr, histories: dict
     """`histories` maps each learning rate of the sweep to its `train.History`. The best rate has
     the lowest validation loss; a too-large rate is above it; a too-small rate is below it and
     ends with a higher training loss (None where the sweep has no rate on that side)."""
+    answers = ((best_lr, "best_lr"), (too_large_lr, "too_large_lr"), (too_small_lr, "too_small_lr"))
+    for value, name in answers:
+        if value is ... or (value is None and name == "best_lr"):
+            _not_done(value, name)
     rates = sorted(histories)
     val = {lr: _val_loss_05(h) for lr, h in histories.items()}
     final = {lr: _train_loss_05(h) for lr, h in histories.items()}
     acc = {lr: h.best_val_acc for lr, h in histories.items()}
     best = min(rates, key=val.get)
-    for value, name in ((best_lr, "best_lr"), (too_large_lr, "too_large_lr"), (too_small_lr, "too_small_lr")):
-        if value is ... or (value is None and name == "best_lr"):
-            _not_done(value, name)
+    for value, name in answers:
         _require(value is None or (isinstance(value, (int, float)) and any(abs(value - lr) <= 1e-9 * lr for lr in rates)),
                  f"`{name}` = {value!r} is not one of the rates you ran: {', '.join(f'{lr:g}' for lr in rates)}"
                  + (" (or None)." if name != "best_lr" else "."))

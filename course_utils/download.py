@@ -12,6 +12,7 @@ import http.client
 import os
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -50,7 +51,10 @@ def hymenoptera(data_dir: Path | None = None, mirror: Path | None = None,
                 f"{target} exists but is not a complete copy of the dataset "
                 f"({len(problems)} problem(s), e.g. {problems[0]}). Move it away and run again "
                 f"to fetch a fresh copy, or replace it with the unzipped contents of {url}.")
-        (target / DONE_MARKER).write_text("verified against hymenoptera_data.sha256\n")
+        try:
+            (target / DONE_MARKER).write_text("verified against hymenoptera_data.sha256\n")
+        except OSError:  # a read-only copy (a lab's shared folder): fine, it is verified again next time
+            pass
         return target
 
     mirror = mirror or settings.MIRROR
@@ -72,8 +76,30 @@ def hymenoptera(data_dir: Path | None = None, mirror: Path | None = None,
 
 
 def _install(fill, target: Path) -> Path:
-    """Fill a temporary folder, verify it, then move it into place in one rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Fill a temporary folder, verify it, then move it into place in one rename.
+
+    An interrupted run leaves at most a hidden temporary folder, never a `target` that looks
+    complete; such leftovers older than an hour are removed here.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_leftovers(target.parent)
+        return _fill_and_rename(fill, target)
+    except DataUnavailable:
+        raise
+    except OSError as err:  # read-only folder, full disk, quota
+        raise DataUnavailable(
+            f"Could not write the dataset into {target.parent} ({err}); nothing was installed. Free "
+            f"about 100 MB there, or set COURSE_DATA_DIR to a writable folder with space.") from err
+
+
+def _remove_stale_leftovers(folder: Path, age_s: float = 3600) -> None:
+    for leftover in folder.glob(f".{NAME}-*"):
+        if leftover.is_dir() and time.time() - leftover.stat().st_mtime > age_s:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _fill_and_rename(fill, target: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix=f".{NAME}-", dir=target.parent) as tmp:
         tmp = Path(tmp)
         fill(tmp)

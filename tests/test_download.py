@@ -282,3 +282,59 @@ def test_sha256_of_known_bytes(tmp_path):
 def test_the_mirror_itself_is_intact(mirror_source):
     """Guard for the tests above, which damage linked copies: the mirror still verifies."""
     assert download.verify(mirror_source) == []
+
+
+# --- folders that can't be written, runs that were interrupted ------------------------------------
+
+def test_read_only_data_dir_is_a_clear_error(mirror_source, tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+
+    def refused(*args, **kwargs):  # what a read-only folder does (tests run as root, so chmod can't)
+        raise PermissionError(13, "Permission denied", str(data_dir))
+    monkeypatch.setattr(download.tempfile, "TemporaryDirectory", refused)
+    with pytest.raises(download.DataUnavailable, match="Could not write .*Permission denied.*COURSE_DATA_DIR"):
+        download.hymenoptera(data_dir=data_dir, mirror=mirror_source, verbose=False)
+    assert_nothing_installed(data_dir)
+
+
+def test_full_disk_during_the_copy_installs_nothing(mirror_source, tmp_path, monkeypatch):
+    data_dir, copied = tmp_path / "data", []
+    real_copyfile = shutil.copyfile
+
+    def filling_up(src, dst, **kwargs):
+        if len(copied) == 20:
+            raise OSError(28, "No space left on device", str(dst))
+        copied.append(dst)
+        return real_copyfile(src, dst, **kwargs)
+    monkeypatch.setattr(shutil, "copyfile", filling_up)
+    with pytest.raises(download.DataUnavailable, match="No space left on device.*nothing was installed"):
+        download.hymenoptera(data_dir=data_dir, mirror=mirror_source, verbose=False)
+    assert_nothing_installed(data_dir)
+    monkeypatch.setattr(shutil, "copyfile", real_copyfile)  # space freed: the next run installs it
+    assert download.verify(download.hymenoptera(data_dir=data_dir, mirror=mirror_source, verbose=False)) == []
+
+
+def test_leftovers_of_an_interrupted_run_are_ignored_then_cleaned(mirror_source, tmp_path):
+    data_dir = tmp_path / "data"
+    stale, fresh = data_dir / f".{NAME}-killed", data_dir / f".{NAME}-running"
+    for leftover in (stale, fresh):  # half-extracted copies: a killed run's, and another process's
+        (leftover / NAME / "train" / "ants").mkdir(parents=True)
+    two_hours_ago = os.path.getmtime(stale) - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    root = download.hymenoptera(data_dir=data_dir, mirror=mirror_source, verbose=False)
+    assert root == data_dir / NAME and download.verify(root) == []
+    assert not stale.exists() and fresh.is_dir()  # a recent one may still be in use
+
+
+def test_read_only_complete_copy_is_accepted_without_a_marker(mirror_source, tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    target = link_tree(mirror_source, data_dir / NAME)
+    real_write_text = Path.write_text
+
+    def read_only(self, *args, **kwargs):
+        if self.name == download.DONE_MARKER:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_write_text(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "write_text", read_only)
+    assert download.hymenoptera(data_dir=data_dir, mirror=tmp_path / "no-mirror", verbose=False) == target

@@ -125,3 +125,30 @@ def test_non_linear_head_is_a_clear_error(tiny_imagefolder):
     with pytest.raises(TypeError, match=r"Linear layer.*'classifier\.1' is a Conv2d"):
         features.feature_loaders(model, loaders(tiny_imagefolder), CPU)
     assert isinstance(zoo.head(model)[1], nn.Conv2d)  # the model is left as it was
+
+
+def _notebook_pipeline(root, seed):
+    """What a fast-mode chapter does on CPU: seed, augmenting loaders, fit, cached views, head."""
+    from course_utils import settings
+    cpu = torch.device("cpu")  # (a small convolutional network: the same steps as a chapter, in seconds)
+    settings.seed_everything(seed)
+    preset = data.Preset(crop=32, resize=36)
+    loaders = data.image_loaders(root, preset, batch_size=4, device=cpu)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                          nn.Flatten(), nn.Linear(32, len(loaders["train"].dataset.classes)))
+    fit = train.fit(model, loaders, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), 2,
+                    device=cpu, progress=False)
+    model[:-1].requires_grad_(False)  # the base frozen, the head trainable (zoo.freeze does this)
+    feats = features.feature_loaders(model, loaders, device=cpu, views=2)
+    head = zoo.head(model)[1]
+    probe = train.fit(head, feats, torch.optim.SGD(head.parameters(), lr=0.1), 2, device=cpu, progress=False)
+    without_time = [{k: v for k, v in row.items() if k != "seconds"} for row in fit.epochs + probe.epochs]
+    return without_time, feats["train"].dataset.tensors[0]
+
+
+def test_a_seeded_chapter_pipeline_repeats_exactly(tiny_imagefolder):
+    rows_a, feats_a = _notebook_pipeline(tiny_imagefolder, seed=0)
+    rows_b, feats_b = _notebook_pipeline(tiny_imagefolder, seed=0)
+    assert rows_a == rows_b and torch.equal(feats_a, feats_b)
+    rows_c, feats_c = _notebook_pipeline(tiny_imagefolder, seed=1)
+    assert not torch.equal(feats_a, feats_c)  # the seed matters: the check above is not vacuous

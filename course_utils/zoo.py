@@ -195,19 +195,22 @@ def unfreeze(model: nn.Module) -> nn.Module:
 
 
 def freeze_batchnorm_stats(model: nn.Module) -> int:
-    """Put BatchNorm layers whose parameters are all frozen into eval mode; return how many.
+    """Put BatchNorm layers whose parameters are all frozen into eval mode; return how many there are.
 
     `model.train()` switches every BatchNorm to batch statistics and updates its running
-    averages, even when its weights are frozen: a "frozen" base would still drift. Call this
-    after `model.train()` (the course's loop does).
+    averages, even when its weights are frozen: a "frozen" base would still drift. Stages of
+    the base that are frozen entirely go to eval mode as a whole, so that they also compute
+    what they compute at inference (no stochastic depth skipping their blocks, no dropout).
+    Call this after `model.train()` (the course's loop does).
     """
-    n = 0
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
-            if not any(p.requires_grad for p in m.parameters()):
-                m.eval()
-                n += 1
-    return n
+    for _, stage in stages(model):
+        if stage.training and not any(p.requires_grad for p in stage.parameters()):
+            stage.eval()
+    frozen = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+              and not any(p.requires_grad for p in m.parameters())]
+    for m in frozen:
+        m.eval()
+    return len(frozen)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -284,3 +284,16 @@ def test_load_untrained_lite_is_random():
     reference = lite.efficientnet_lite("efficientnet_lite0").state_dict()
     assert model.classifier[1].out_features == 2
     assert not torch.equal(model.state_dict()["features.0.0.weight"], reference["features.0.0.weight"])
+
+
+def test_frozen_stages_skip_no_blocks_in_training_mode():
+    """EfficientNet-Lite's stochastic depth randomly skips blocks in train mode; in a frozen base
+    it must not, or cached and uncached feature extraction would see different features."""
+    model = zoo.load_untrained("efficientnet_lite0", num_classes=2)
+    zoo.freeze(model, train_last=1)
+    model.train()
+    zoo.freeze_batchnorm_stats(model)
+    stages = zoo.stages(model)
+    assert not any(m.training for _, stage in stages[:-1] for m in stage.modules())
+    assert all(m.training for m in stages[-1][1].modules())  # the trainable stage still trains
+    assert model.classifier.training  # and the head (its dropout included)

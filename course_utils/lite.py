@@ -131,11 +131,20 @@ def weights_file(name: str) -> str:
 
 
 def efficientnet_lite(name: str = "efficientnet_lite0", pretrained: bool = True) -> EfficientNetLite:
-    """EfficientNet-Lite with its ImageNet weights from the offline package (or random ones)."""
+    """EfficientNet-Lite with its ImageNet weights from the offline package (or random ones).
+
+    Random weights get PyTorch's BatchNorm momentum (0.1) instead of TensorFlow's (0.01): with
+    the few hundred steps of a course run, running statistics that slow stay near their initial
+    values, and in eval mode the network then predicts one class for every image (measured).
+    """
     sd = torch.load(weights_file(name), map_location="cpu", weights_only=True)
     blocks = _architecture(sd)
     model = EfficientNetLite(blocks, stem=sd["_conv_stem.weight"].shape[0], head=sd["_conv_head.weight"].shape[0],
                              num_classes=sd["_fc.weight"].shape[0])
     if pretrained:
         model.load_state_dict(_rename(sd, blocks))
+    else:
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = 0.1
     return model

@@ -284,6 +284,11 @@ def test_load_untrained_lite_is_random():
     reference = lite.efficientnet_lite("efficientnet_lite0").state_dict()
     assert model.classifier[1].out_features == 2
     assert not torch.equal(model.state_dict()["features.0.0.weight"], reference["features.0.0.weight"])
+    # a network trained from scratch for a few hundred steps needs running statistics that follow
+    # its batches (TensorFlow's 0.01 left them near their initial values: one class predicted)
+    assert {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
+    pretrained = lite.efficientnet_lite("efficientnet_lite0")
+    assert {m.momentum for m in pretrained.modules() if isinstance(m, nn.BatchNorm2d)} == {0.01}
 
 
 def test_frozen_stages_skip_no_blocks_in_training_mode():

@@ -8,7 +8,7 @@ notebooks call them through this package: `exercises.check_03_feature_extraction
 from ._common import ExerciseError, passed
 from .ch01 import check_01_small_model, check_01_topk, check_01_two_class
 from .ch02 import check_02_normalize, check_02_channel_stats, check_02_no_flip_augmentation
-from .ch03 import check_03_feature_extraction, check_03_images_per_class
+from .ch03 import check_03_feature_extraction, check_03_images_per_class, check_03_custom_dataset
 from .ch04 import check_04_feature_extraction, check_04_progressive
 from .ch05 import check_05_stable_lr, check_05_lr_sensitivity, check_05_rescaled_momentum
 from .ch06 import check_06_augmentation, check_06_images_needed, mystery_histories_06, check_06_diagnoses

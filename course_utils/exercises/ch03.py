@@ -159,3 +159,49 @@ def check_03_images_per_class(shots, feature_loaders: dict, lr: float, momentum:
                             f"{min(reference):.3f}-{max(reference):.3f} here. Check the subset, a fresh "
                             f"nn.Linear for each n, and that you report history.best_val_acc.")
     passed("\n".join([f"how accuracy grows with labelled images (all {len(y)}: {full:.3f}):"] + lines))
+
+
+def check_03_custom_dataset(root, model, history, preset, device=None) -> None:
+    """The student's upright / upside-down ImageFolder at `root`, and the model trained on it:
+    the layout the course reads, balanced classes, no photo in two places, and an accuracy that
+    `model` really reaches on root/val."""
+    from pathlib import Path
+
+    from .. import data, train
+    _not_done(model, "upright_model")
+    _not_done(history, "upright_history")
+    root = Path(root)
+    try:
+        classes = data.find_classes(root)
+    except data.DatasetError as err:
+        raise ExerciseError(f"The course cannot read your dataset yet: {err}") from None
+    _require(classes == ["upright", "upside_down"],
+             f"{root}/train has the class folders {classes}; it should have exactly 'upright' and 'upside_down'.")
+    stems = {}
+    for split in ("train", "val"):
+        items, _ = data.scan_split(root, split, classes)
+        counts = [sum(label == c for _, label in items) for c in range(2)]
+        _require(min(counts) >= 2 and max(counts) - min(counts) <= 2,
+                 f"{split}/ holds {counts[0]} upright and {counts[1]} upside-down images: give both classes "
+                 f"(nearly) the same number, at least 2 each.")
+        names = [{p.stem for p, label in items if label == c} for c in range(2)]
+        _require(not names[0] & names[1], f"{split}/: the photo(s) {sorted(names[0] & names[1])[:3]} are in both "
+                                          f"classes; each photo should be either upright or rotated, not both.")
+        stems[split] = names[0] | names[1]
+    both = stems["train"] & stems["val"]
+    _require(not both, f"The photo(s) {sorted(both)[:3]} are in train/ and in val/: keep each photo in the split it "
+                       f"came from, or validation measures memory, not transfer.")
+    val = data.image_loaders(root, preset, batch_size=32, augment=False, device=device)["val"]
+    acc = train.accuracy(model, val, device)
+    _require(abs(acc - history.best_val_acc) <= 1.5 / len(val.dataset),
+             f"`upright_model` scores {acc:.3f} on {root}/val but its history says {history.best_val_acc:.3f}: train "
+             f"the head of that same model, on features of {root} (not of the ants and bees dataset).")
+    n = len(val.dataset)
+    guessing = 0.5 + 2 * (0.25 / n) ** 0.5  # two standard errors above a coin toss on n images
+    _require(acc >= guessing, f"{acc:.3f} on {n} validation images could be guessing (a coin toss reaches "
+                              f"{guessing:.3f} one time in 40). Did you rotate the upside-down photos by 180 degrees, "
+                              f"and train the head for the full epochs?")
+    passed(f"{acc:.3f} validation accuracy telling upright from upside-down photos with a frozen ImageNet base, on "
+           f"{n} validation images (a coin toss: 0.5). Compare it with ants against bees, and think about what the "
+           f"average pooling before the head keeps of where things are in the image. Any folder laid out like "
+           f"{root.name}/ works the same way; COURSE_DATASET=/path/to/it runs every chapter on it.")

@@ -129,3 +129,15 @@ def _close_figures():
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
 
+
+# --- a tiny training problem ------------------------------------------------------------------------
+
+def separable(n: int, seed: int):
+    """Two classes of 3x8x8 'images' told apart by the mean of channel 0 (+1 or -1): a training
+    problem that any small model learns in a few steps on the CPU."""
+    from torch.utils.data import TensorDataset
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 3, 8, 8, generator=g) * 0.5
+    x[:, 0] += (y * 2 - 1).float().view(-1, 1, 1)
+    return TensorDataset(x, y)

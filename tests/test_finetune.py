@@ -4,8 +4,9 @@ from collections import OrderedDict
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
+from conftest import separable
 from course_utils import finetune, train, zoo
 
 CPU = torch.device("cpu")
@@ -26,15 +27,6 @@ def tiny_model() -> nn.Module:
     return nn.Sequential(OrderedDict(features=nn.Sequential(block(3, 4), block(4, 8), block(8, 8)),
                                      pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
                                      classifier=nn.Linear(8, 2)))
-
-
-def separable(n: int, seed: int) -> TensorDataset:
-    """Two classes of 3x8x8 'images' told apart by the mean of channel 0."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 2
-    x = torch.randn(n, 3, 8, 8, generator=g) * 0.5
-    x[:, 0] += (y * 2 - 1).float().view(-1, 1, 1)
-    return TensorDataset(x, y)
 
 
 def loaders() -> dict:

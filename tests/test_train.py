@@ -4,21 +4,13 @@ import copy
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from course_utils import settings, train, zoo
+from conftest import separable
+from course_utils import settings, train
 
 CPU = torch.device("cpu")
 KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
-
-
-def separable(n: int, seed: int) -> TensorDataset:
-    """Two classes of 3x8x8 'images' told apart by the mean of channel 0 (+1 or -1)."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 2
-    x = torch.randn(n, 3, 8, 8, generator=g) * 0.5
-    x[:, 0] += (y * 2 - 1).float().view(-1, 1, 1)
-    return TensorDataset(x, y)
 
 
 def loaders(batch_size: int = 16, generator=None) -> dict:

@@ -12,5 +12,5 @@ from .ch03 import check_03_feature_extraction, check_03_images_per_class, check_
 from .ch04 import check_04_feature_extraction, check_04_progressive
 from .ch05 import check_05_stable_lr, check_05_lr_sensitivity, check_05_rescaled_momentum
 from .ch06 import check_06_augmentation, check_06_images_needed, mystery_histories_06, check_06_diagnoses
-from .ch08 import check_08_replay_buffer, check_08_ewc_penalty, check_08_gate
 from .ch07 import check_07_adabn, check_07_adabn_images
+from .ch08 import check_08_replay_buffer, check_08_ewc_penalty, check_08_gate

@@ -1,7 +1,7 @@
 """Exercise checks of chapter 01 model zoo."""
 from __future__ import annotations
 
-from ._common import ExerciseError, _require, _not_done, passed
+from ._common import ExerciseError, _number, _require, _not_done, passed
 
 
 def check_01_small_model(answer, catalogue, max_gflops: float = 1.0, max_params_M: float = 10.0) -> None:
@@ -72,12 +72,7 @@ def check_01_two_class(accuracy, probs, labels, class_indices) -> None:
     if class_indices is None:
         print("Skipped: this exercise needs the ants vs bees images, whose classes exist in ImageNet.")
         return
-    _not_done(accuracy, "two_class_accuracy")
-    try:
-        got = float(accuracy)
-    except (TypeError, ValueError):
-        raise ExerciseError(f"`two_class_accuracy` should be one number (a fraction), "
-                            f"not a {type(accuracy).__name__}.") from None
+    got = _number(accuracy, "two_class_accuracy", "a fraction")
     _require(0 <= got <= 1, "Give the accuracy as a fraction between 0 and 1, not a percentage.")
     columns = probs[:, list(class_indices)]
     want = (columns.argmax(dim=1) == labels).float().mean().item()

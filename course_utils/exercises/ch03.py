@@ -1,15 +1,11 @@
 """Exercise checks of chapter 03 feature extraction."""
 from __future__ import annotations
 
-from ._common import ExerciseError, _require, _not_done, passed
+from ._common import ExerciseError, _number, _require, _not_done, passed
 
 
 def _fraction_03(value, what: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ExerciseError(f"{what} should be one number (an accuracy as a fraction), "
-                            f"not a {type(value).__name__}.") from None
+    value = _number(value, what, "an accuracy as a fraction")
     _require(0 <= value <= 1, f"{what} is {value:g}: give accuracies as fractions between 0 and 1, "
                               f"not percentages.")
     return value

@@ -1,15 +1,7 @@
 """Exercise checks of chapter 04 fine-tuning."""
 from __future__ import annotations
 
-from ._common import ExerciseError, _require, _not_done, passed
-
-
-def _fraction_04(name: str, value) -> float:
-    _not_done(value, name)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ExerciseError(f"`{name}` should be one number, not a {type(value).__name__}.") from None
+from ._common import ExerciseError, _number, _require, _not_done, passed
 
 
 def check_04_feature_extraction(model, history, seconds, loaders, table,
@@ -21,7 +13,7 @@ def check_04_feature_extraction(model, history, seconds, loaders, table,
 
     _not_done(model, "fe_model")
     _not_done(history, "fe_history")
-    seconds = _fraction_04("fe_seconds", seconds)
+    seconds = _number(seconds, "fe_seconds")
     trainable, total = zoo.count_parameters(model)
     head = zoo.count_parameters(zoo.head(model)[1])[1]
     _require(trainable <= head,

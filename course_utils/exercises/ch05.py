@@ -1,7 +1,7 @@
 """Exercise checks of chapter 05 optimizers and momentum."""
 from __future__ import annotations
 
-from ._common import ExerciseError, _require, _not_done, passed
+from ._common import ExerciseError, _number, _require, _not_done, passed
 
 
 def check_05_stable_lr(max_stable_lr, surface) -> None:
@@ -11,12 +11,7 @@ def check_05_stable_lr(max_stable_lr, surface) -> None:
 
     from .. import optim
 
-    _not_done(max_stable_lr, "max_stable_lr")
-    try:
-        got = float(max_stable_lr)
-    except (TypeError, ValueError):
-        raise ExerciseError(f"`max_stable_lr` should be one number (a learning rate), "
-                            f"not a {type(max_stable_lr).__name__}.") from None
+    got = _number(max_stable_lr, "max_stable_lr", "a learning rate")
     low, high = torch.linalg.eigvalsh(optim.hessian(surface, surface.start)).tolist()
     want = 2 / high
     if abs(got - want) > 1e-3 * want:

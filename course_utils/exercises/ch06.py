@@ -1,14 +1,7 @@
 """Exercise checks of chapter 06 validation error."""
 from __future__ import annotations
 
-from ._common import ExerciseError, _require, _not_done, passed
-
-
-def _number_06(value, name: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ExerciseError(f"`{name}` should be one number, not a {type(value).__name__}.") from None
+from ._common import ExerciseError, _number, _require, _not_done, passed
 
 
 def _first_match_06(value: float, candidates: list[tuple[float, str]], tolerance: float = 1e-6) -> str:
@@ -44,8 +37,8 @@ def check_06_augmentation(report, histories, n_val: int) -> None:
                  f"ex1_report['{run}'] should be a dict with the keys 'val_acc' and 'gap'.")
         for key in ("val_acc", "gap"):
             _not_done(entry[key], f"ex1_report['{run}']['{key}']")
-        val_acc = _number_06(entry["val_acc"], f"ex1_report['{run}']['val_acc']")
-        gap = _number_06(entry["gap"], f"ex1_report['{run}']['gap']")
+        val_acc = _number(entry["val_acc"], f"ex1_report['{run}']['val_acc']")
+        gap = _number(entry["gap"], f"ex1_report['{run}']['gap']")
         s, last = stats.curve_summary(h), h.epochs[-1]
         if abs(val_acc - h.best_val_acc) > 1e-6:
             hint = _first_match_06(val_acc, [
@@ -92,7 +85,7 @@ def check_06_images_needed(answer, accuracy: float, n_val: int, half_width: floa
     from .. import stats
 
     _not_done(answer, "images_needed")
-    n = _number_06(answer, "images_needed")
+    n = _number(answer, "images_needed")
     z, p = stats.z_value(confidence), accuracy
 
     def needed(p=p, h=half_width, z=z):

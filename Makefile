@@ -10,6 +10,8 @@ export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
 # CI and `make test` run notebooks one at a time, each using every core: tests never run in
 # parallel (two processes that each use both cores measured 6-10x slower on 2 cores).
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+# Extra options for `jupyter lab` (a port, a token, --no-browser), e.g. for the browser test.
+LAB_ARGS ?=
 
 .PHONY: lab test unit notebooks bench fetch student clean
 
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 lab: $(STAMP)  ## open the course in JupyterLab
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP)  ## unit tests, then every notebook headless in fast mode
 	COURSE_FAST=1 MPLBACKEND=Agg $(PYTEST) tests notebooks --nbval-lax --nbval-cell-timeout=900 --durations=15

@@ -1,0 +1,66 @@
+"""The exercise harness: placeholders read as "not done yet", errors name the call, feedback has one shape."""
+import pytest
+
+from course_utils.exercises import harness
+from course_utils.exercises.harness import ExerciseError, NotDone
+
+
+@pytest.mark.parametrize("placeholder", [..., None])
+def test_answer_placeholder_is_not_done(placeholder):
+    with pytest.raises(NotDone, match=r"Not done yet: `x` is still empty"):
+        harness.answer(placeholder, "x")
+
+
+def test_answer_passes_values_through():
+    assert harness.answer(0, "x") == 0 and harness.answer([], "x") == []
+
+
+@pytest.mark.parametrize("value, message", [("abc", "not a str"), ([1, 2], "not a list"), (True, "not True/False")])
+def test_number_rejects_non_numbers(value, message):
+    with pytest.raises(ExerciseError, match=message):
+        harness.number(value, "acc", "a fraction")
+
+
+def test_number_accepts_numbers_and_numeric_strings():
+    assert harness.number("0.5", "acc") == 0.5 and harness.number(3, "n") == 3.0
+
+
+def test_call_placeholder_function_is_not_done():
+    def placeholder(x):
+        raise NotImplementedError("Exercise: replace this line")
+    with pytest.raises(NotDone, match="still raises NotImplementedError"):
+        harness.call(placeholder, "my_fn", 1)
+
+
+def test_call_names_the_failing_call_and_gives_the_hint():
+    def broken(x, scale=1):
+        return x / 0
+    with pytest.raises(ExerciseError, match=r"`my_fn\(3, scale=2\)` raised ZeroDivisionError.*Hint: divide later"):
+        harness.call(broken, "my_fn", 3, scale=2, hint="divide later")
+
+
+def test_call_rejects_a_non_function():
+    with pytest.raises(ExerciseError, match="should be a function"):
+        harness.call(42, "my_fn")
+
+
+def test_call_lets_a_check_error_through():
+    def raises_check(x):
+        raise ExerciseError("Not yet: inner")
+    with pytest.raises(ExerciseError, match="^Not yet: inner$"):
+        harness.call(raises_check, "my_fn", 1)
+
+
+def test_require_formats_feedback_and_hint():
+    harness.require(True, "never shown")
+    with pytest.raises(ExerciseError, match=r"^Not yet: 3 is odd\. Hint: use 4$"):
+        harness.require(False, "3 is odd.", hint="use 4")
+
+
+def test_passed_prints_correct(capsys):
+    harness.passed("all good")
+    assert capsys.readouterr().out == "Correct: all good\n"
+
+
+def test_errors_are_assertion_errors_for_nbgrader():
+    assert issubclass(ExerciseError, AssertionError) and issubclass(NotDone, ExerciseError)

@@ -38,7 +38,7 @@ def save(path: str | Path, model: nn.Module, name: str, classes: list[str],
          history: History | None = None) -> Path:
     """Write `model`'s weights, its architecture `name`, the class names and the training history."""
     path = Path(path)
-    _, head = zoo.head(model)
+    head = zoo.head(model).layer
     outputs = getattr(head, "out_features", getattr(head, "out_channels", None))
     if outputs != len(classes):
         raise CheckpointError(f"The model has {outputs} outputs but {len(classes)} class names were given "
@@ -92,7 +92,7 @@ def _check_fits(path: Path, model: nn.Module, name: str, classes: list[str], sta
         raise CheckpointError(f"{path} holds the weights of a {name}, which does not fit this "
                               f"{type(model).__name__} ({len(missing)} of its weights missing, {len(unexpected)} "
                               f"unknown). Load it without a model (checkpoint.load(path)) to get a {name}.")
-    head_name, _ = zoo.head(model)
+    head_name = zoo.head(model).name
     for key, saved in state.items():
         if own[key].shape != saved.shape:
             if key.startswith(head_name + "."):

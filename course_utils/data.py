@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms import functional as F
 
@@ -42,9 +42,8 @@ class SkippedFilesWarning(UserWarning):
 
 def course_dataset() -> Path:
     """The dataset every chapter uses: COURSE_DATASET if set, else ants vs bees (fetched once)."""
-    if settings.DATASET is not None:
-        return Path(settings.DATASET)
-    return download.hymenoptera()
+    own = settings.dataset()
+    return own if own is not None else download.hymenoptera()
 
 
 @dataclass(frozen=True)
@@ -133,10 +132,14 @@ def decode(path: Path, short_side: int) -> torch.Tensor:
 
 
 class DecodedImages(Dataset):
-    """Decoded uint8 images in memory with their labels; `transform` runs per sample."""
+    """Decoded uint8 images in memory with their labels; `transform` runs per sample.
+
+    Each instance has its own lists (changing one never changes another); the image tensors
+    themselves are shared and must not be modified in place.
+    """
 
     def __init__(self, images, labels, classes, paths, transform=None):
-        self.images, self.labels, self.classes, self.paths = images, labels, classes, paths
+        self.images, self.labels, self.classes, self.paths = list(images), list(labels), list(classes), list(paths)
         self.transform = transform
 
     def __len__(self) -> int:
@@ -147,18 +150,35 @@ class DecodedImages(Dataset):
         return (self.transform(image) if self.transform else image), self.labels[i]
 
     def with_transform(self, transform) -> "DecodedImages":
-        """A view of the same decoded images with another transform (no copy)."""
+        """The same decoded images (not copied) with another transform."""
         return DecodedImages(self.images, self.labels, self.classes, self.paths, transform)
+
+    def subset(self, indices) -> "DecodedImages":
+        """The images at `indices` (in that order), with this dataset's transform."""
+        pick = lambda values: [values[i] for i in indices]  # noqa: E731
+        return DecodedImages(pick(self.images), pick(self.labels), self.classes, pick(self.paths), self.transform)
+
+
+def load_split(root: Path, split: str, short_side: int, per_class: int | None = None,
+               seed: int = 0) -> DecodedImages:
+    """Decode one split once per session; skip and report bad files.
+
+    `per_class` keeps a seeded random subset of that many images per class (fast mode).
+    Every call returns a new `DecodedImages` (its own lists, shared image tensors), so no
+    caller sees another's changes.
+    """
+    images, labels, classes, paths = _decoded(Path(root), split, short_side, per_class, seed)
+    return DecodedImages(images, labels, classes, paths)
+
+
+def clear_decoded_cache() -> None:
+    """Forget every decoded split (frees its memory); the next `load_split` decodes again."""
+    _decoded.cache_clear()
 
 
 @functools.lru_cache(maxsize=8)
-def load_split(root: Path, split: str, short_side: int, per_class: int | None = None,
-               seed: int = 0) -> DecodedImages:
-    """Decode one split once (cached per notebook session); skip and report bad files.
-
-    `per_class` keeps a seeded random subset of that many images per class (fast mode).
-    """
-    root = Path(root)
+def _decoded(root: Path, split: str, short_side: int, per_class: int | None, seed: int) -> tuple[tuple, ...]:
+    """The decoded split as immutable tuples (images, labels, classes, paths): what `load_split` caches."""
     classes = find_classes(root)
     items, skipped = scan_split(root, split, classes)
     rng = random.Random(seed)
@@ -190,7 +210,7 @@ def load_split(root: Path, split: str, short_side: int, per_class: int | None = 
     if empty:
         raise DatasetError(f"{root}/{split} has no readable image for class(es) {empty}; "
                            f"add images there or remove the class folder from train/ and val/.")
-    return DecodedImages(images, labels, classes, paths)
+    return tuple(images), tuple(labels), tuple(classes), tuple(paths)
 
 
 def default_workers(device: torch.device) -> int:
@@ -221,3 +241,26 @@ def image_loaders(root: Path, preset: Preset, batch_size: int = 32, per_class: i
             pin_memory=device.type == "cuda",
             generator=torch.Generator().manual_seed(seed))
     return loaders
+
+
+def loader_like(loader: DataLoader, dataset=None, shuffle: bool | None = None, sampler=None,
+                seed: int = 0) -> DataLoader:
+    """A new loader with `loader`'s batch size, workers and memory pinning, over `dataset` (default:
+    the same one). `shuffle` defaults to whether `loader` shuffles; a `sampler` replaces shuffling."""
+    if shuffle is None:
+        shuffle = isinstance(loader.sampler, RandomSampler) and sampler is None
+    return DataLoader(loader.dataset if dataset is None else dataset, batch_size=loader.batch_size,
+                      shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+                      persistent_workers=loader.num_workers > 0,
+                      generator=torch.Generator().manual_seed(seed) if shuffle and sampler is None else None)
+
+
+def tensor_loader(samples: tuple[torch.Tensor, torch.Tensor], batch_size: int = 32, shuffle: bool = False,
+                  seed: int = 0) -> DataLoader:
+    """A loader over stored (inputs, labels) tensors, e.g. cached features; shuffles with `seed`."""
+    x, y = samples
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"Inputs and labels must be non-empty and of the same length (got {len(x)} and {len(y)}).")
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle,
+                      generator=torch.Generator().manual_seed(seed))

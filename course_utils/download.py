@@ -25,8 +25,6 @@ URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
 NAME = "hymenoptera_data"
 MANIFEST = Path(__file__).with_name("hymenoptera_data.sha256")
 DONE_MARKER = ".verified"
-# Places a lab or CI may keep a copy of the data, tried when COURSE_DATA_MIRROR is not set.
-DEFAULT_MIRRORS = [settings.REPO_ROOT.parent / "shared" / "data"]
 
 
 class DataUnavailable(RuntimeError):
@@ -38,9 +36,9 @@ def hymenoptera(data_dir: Path | None = None, mirror: Path | None = None,
     """Return the root of the verified hymenoptera dataset, fetching it if needed.
 
     Order: an already verified copy in `data_dir`; a copy placed there by hand (verified now);
-    the `mirror` folder (or COURSE_DATA_MIRROR, or a known lab mirror); the official zip.
+    the `mirror` folder (or COURSE_DATA_MIRROR); the official zip.
     """
-    data_dir = Path(data_dir or settings.DATA_DIR)
+    data_dir = Path(data_dir or settings.data_dir())
     target = data_dir / NAME
     if (target / DONE_MARKER).exists():
         return target
@@ -57,8 +55,8 @@ def hymenoptera(data_dir: Path | None = None, mirror: Path | None = None,
             pass
         return target
 
-    mirror = mirror or settings.MIRROR
-    candidates = [Path(mirror)] if mirror else [m for m in DEFAULT_MIRRORS if (m / NAME).is_dir()]
+    mirror = mirror or settings.mirror()
+    candidates = [Path(mirror)] if mirror else []
     for folder in candidates:
         source = folder / NAME if (folder / NAME).is_dir() else folder
         if not (source / "train").is_dir():

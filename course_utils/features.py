@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from . import settings, zoo
-from .train import _to_device, autocast_dtype
+from . import data, settings, train, zoo
 
 
 @torch.inference_mode()
@@ -32,9 +31,8 @@ def extract_features(model: nn.Module, loader: DataLoader, device: torch.device 
         raise TypeError(f"extract_features needs a model whose head is a Linear layer; "
                         f"{type(model).__name__}'s head {name!r} is a {type(head).__name__}. Train this "
                         f"model's head through the frozen model instead: train.fit(model, image loaders, ...).")
-    dtype = autocast_dtype(device) if mixed_precision else None
-    in_order = DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False,
-                          num_workers=loader.num_workers, pin_memory=loader.pin_memory)
+    dtype = train.autocast_dtype(device) if mixed_precision else None
+    in_order = data.loader_like(loader, shuffle=False)
     was_training = model.training
     model.set_submodule(name, nn.Identity())  # the model now outputs what the head would receive
     try:
@@ -42,8 +40,8 @@ def extract_features(model: nn.Module, loader: DataLoader, device: torch.device 
         features, labels = [], []
         for _ in range(views):
             for inputs, targets in in_order:
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    features.append(model(_to_device(inputs, device)).float().flatten(1).cpu())
+                with train.autocast(device, dtype):
+                    features.append(model(train.to_device(inputs, device)).float().flatten(1).cpu())
                 labels.append(torch.as_tensor(targets))
     finally:
         model.set_submodule(name, head)
@@ -54,7 +52,7 @@ def extract_features(model: nn.Module, loader: DataLoader, device: torch.device 
 def feature_loaders(model: nn.Module, loaders: dict, device: torch.device | None = None,
                     views: int = 1, batch_size: int = 32, mixed_precision: bool = True,
                     seed: int = 0) -> dict[str, DataLoader]:
-    """Loaders over stored features, ready for `train.fit(zoo.head(model)[1], ...)`.
+    """Loaders over stored features, ready for `train.fit(zoo.head(model).layer, ...)`.
 
     The train split gets `views` passes (use augmenting loaders for views > 1); the train
     loader shuffles with `seed`, like `data.image_loaders`.
@@ -62,6 +60,5 @@ def feature_loaders(model: nn.Module, loaders: dict, device: torch.device | None
     out = {}
     for split, loader in loaders.items():
         x, y = extract_features(model, loader, device, views if split == "train" else 1, mixed_precision)
-        out[split] = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=split == "train",
-                                generator=torch.Generator().manual_seed(seed))
+        out[split] = data.tensor_loader((x, y), batch_size, shuffle=split == "train", seed=seed)
     return out

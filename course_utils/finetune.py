@@ -4,7 +4,7 @@
   towards the input (early layers hold generic features worth keeping);
 - `progressive`: unfreeze in phases (the head, then the last stage(s), then everything),
   calling `train.fit` once per phase and joining the histories;
-- `run`: train one strategy, time it, and return its row of a comparison table;
+- `train_and_report`, `report_row`: train one strategy, time it, and return its row of a comparison table;
 - `resampled`: a loader drawing a fixed number of samples per epoch, so that runs on fewer
   images take as many steps as runs on all of them.
 """
@@ -16,9 +16,9 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler  # noqa: F401 (DataLoader: annotations)
 
-from . import train, zoo
+from . import data, train, zoo
 
 
 def trainable(model: nn.Module) -> list[nn.Parameter]:
@@ -67,9 +67,10 @@ def progressive(model: nn.Module, loaders: dict, phases: list[tuple[int | None, 
             zoo.unfreeze(model)
         else:
             zoo.freeze(model, train_last=train_last)
-        count = zoo.count_parameters(model)[0]
+        count = zoo.count_parameters(model).trainable
         what = {None: "everything", 0: "the head"}.get(train_last, f"the head and the last {train_last} stage(s)")
-        print(f"phase {phase}: {what}, {count:,} trainable parameters")
+        if fit_kwargs.get("verbose", True):
+            print(f"phase {phase}: {what}, {count:,} trainable parameters")
         part = train.fit(model, loaders, make_optimizer(model), epochs, **fit_kwargs)
         offset = len(history.epochs)
         history.epochs += [dict(row, epoch=row["epoch"] + offset, phase=phase, trainable=count)
@@ -94,22 +95,22 @@ def phase_starts(history: train.History) -> list[int]:
     return [b["epoch"] for a, b in zip(rows, rows[1:]) if b.get("phase") != a.get("phase")]
 
 
-def row(strategy: str, model: nn.Module, history: train.History, seconds: float) -> dict:
+def report_row(strategy: str, model: nn.Module, history: train.History, seconds: float) -> dict:
     """One row of the comparison table; accuracies and the gap are those of the best epoch."""
     if not history.epochs:
         raise ValueError(f"{strategy}: no epoch was completed, nothing to report.")
     best = history.epochs[history.best_epoch - 1]
-    return {"strategy": strategy, "trainable params": zoo.count_parameters(model)[0],
+    return {"strategy": strategy, "trainable params": zoo.count_parameters(model).trainable,
             "epochs": len(history.epochs), "seconds": seconds, "best val acc": best["val_acc"],
             "train acc": best["train_acc"], "train-val gap": best["train_acc"] - best["val_acc"]}
 
 
-def run(strategy: str, model: nn.Module, fit: Callable[[], train.History]) -> tuple[dict, train.History]:
+def train_and_report(strategy: str, model: nn.Module, fit: Callable[[], train.History]) -> tuple[dict, train.History]:
     """Call `fit()` (which trains `model`, e.g. a `train.fit` call), timing it; return its
     table row and its history. The row counts the model's trainable parameters afterwards."""
     start = time.perf_counter()
     history = fit()
-    return row(strategy, model, history, time.perf_counter() - start), history
+    return report_row(strategy, model, history, time.perf_counter() - start), history
 
 
 def resampled(loader: DataLoader, num_samples: int, seed: int = 0) -> DataLoader:
@@ -117,6 +118,4 @@ def resampled(loader: DataLoader, num_samples: int, seed: int = 0) -> DataLoader
     epoch: fewer distinct images, but as many training steps as a larger dataset gives."""
     sampler = RandomSampler(loader.dataset, replacement=True, num_samples=num_samples,
                             generator=torch.Generator().manual_seed(seed))
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
-                      num_workers=loader.num_workers, pin_memory=loader.pin_memory,
-                      persistent_workers=loader.num_workers > 0)
+    return data.loader_like(loader, sampler=sampler)

@@ -3,7 +3,7 @@
 - `drift_schedule`, `make_stream`: which training images arrive at each step, and how corrupted;
 - `level_features`: a frozen trunk's outputs for images corrupted at one level, computed once per level
   (a corruption changes the input, so each level has its own outputs);
-- `update`: one update of the trainable top (or a head) on a batch, through the course's one loop, `train.fit`;
+- `fine_tune_on`: one update of the trainable top (or a head) on a batch, through the course's one loop, `train.fit`;
 - `ReplayBuffer`: rehearsal, a fixed-size reservoir sample of everything seen, mixed into each update;
 - `fisher_diagonal`, `EWC`: elastic weight consolidation, a penalty for moving the weights that mattered
   for the old data, given to `train.fit` as part of its criterion;
@@ -14,19 +14,17 @@ Updates and measurements work on cached outputs of a frozen trunk (or any inputs
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from . import settings, train
+from . import data, settings, train
 
 Data = tuple[torch.Tensor, torch.Tensor]   # (inputs, labels)
 
@@ -88,7 +86,7 @@ def make_stream(labels, severities: list[int], batch_size: int, burst: float | N
 
 def level_features(trunk: nn.Module, images, preset, corruption=None, batch_size: int = 64,
                    device: torch.device | None = None) -> Data:
-    """The outputs of a frozen `trunk` (e.g. `shift.split_model`'s) for decoded `images` (a
+    """The outputs of a frozen `trunk` (e.g. `shift.trunk_and_top`'s) for decoded `images` (a
     `data.DecodedImages`), each first corrupted by `corruption` (a transform of one uint8 image, such
     as `shift.Corrupt(kind, severity)`; None: clean), then given the evaluation preprocessing.
     Returns (outputs, labels) on the CPU, rows in the dataset's order."""
@@ -100,39 +98,25 @@ def level_features(trunk: nn.Module, images, preset, corruption=None, batch_size
     outputs, labels = [], []
     with torch.no_grad():
         for inputs, targets in in_order:
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                outputs.append(trunk(train._to_device(inputs, device)).float().cpu())
+            with train.autocast(device, dtype):
+                outputs.append(trunk(train.to_device(inputs, device)).float().cpu())
             labels.append(torch.as_tensor(targets))
     return torch.cat(outputs).contiguous(), torch.cat(labels)
 
 
 # --- updating a head ------------------------------------------------------------------------------
 
-def loader(data: Data, batch_size: int = 32, shuffle: bool = False, seed: int = 0) -> DataLoader:
-    x, y = data
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"Inputs and labels must be non-empty and of the same length (got {len(x)} and {len(y)}).")
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(seed))
-
-
-def update(model: nn.Module, data: Data, epochs: int, lr: float, criterion: nn.Module | None = None,
-           batch_size: int = 32, momentum: float = 0.9, device: torch.device | None = None,
-           seed: int = 0) -> train.History:
-    """Fine-tune `model` on one batch of new data for `epochs` epochs of SGD, with `train.fit`, quietly.
+def fine_tune_on(model: nn.Module, samples: Data, epochs: int, lr: float, criterion: nn.Module | None = None,
+                 batch_size: int = 32, momentum: float = 0.9, device: torch.device | None = None,
+                 seed: int = 0) -> train.History:
+    """Fine-tune `model` on one batch of new data for `epochs` epochs of SGD, with `train.fit(verbose=False)`.
 
     The stream has no validation data of its own: `train.fit` validates on the batch itself, so it
     keeps the epoch that fits the batch best. Held-out data is kept for measuring and for the gate."""
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
-    loaders = {"train": loader(data, batch_size, shuffle=True, seed=seed), "val": loader(data, batch_size)}
-    with contextlib.redirect_stdout(io.StringIO()):
-        return train.fit(model, loaders, optimizer, epochs, criterion=criterion, device=device, progress=False)
-
-
-@torch.inference_mode()
-def accuracy(model: nn.Module, data: Data, device: torch.device | None = None) -> float:
-    """Fraction of `data` that `model` classifies right."""
-    return train.accuracy(model, loader(data, 256), device)
+    loaders = {"train": data.tensor_loader(samples, batch_size, shuffle=True, seed=seed),
+               "val": data.tensor_loader(samples, batch_size)}
+    return train.fit(model, loaders, optimizer, epochs, criterion=criterion, device=device, verbose=False)
 
 
 # --- rehearsal ------------------------------------------------------------------------------------
@@ -195,7 +179,7 @@ def fisher_diagonal(model: nn.Module, data: Data) -> dict[str, torch.Tensor]:
         raise ValueError(f"{type(model).__name__} has no trainable parameter: nothing for EWC to protect.")
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     device = next(iter(params.values())).device
-    x, y = train._to_device(data[0], device), data[1].to(device)
+    x, y = train.to_device(data[0], device), data[1].to(device)
     for i in range(len(y)):   # one example at a time: the mean of squares, not the square of the mean
         grads = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), list(params.values()))
         for n, g in zip(params, grads):
@@ -243,12 +227,12 @@ def run_stream(model: nn.Module, stream: list[Batch], batches: Callable[[Batch],
     """Run `strategy(model, batch_data)` on each batch of `stream` (None: no update, the deployed model
     frozen) and measure `model` on every held-out set of `eval_sets` before the stream and after each
     update. `batches(batch)` gives a batch's (inputs, labels). One row per step, step 0 first."""
-    rows = [dict(step=0, severity=0, **{k: accuracy(model, d) for k, d in eval_sets.items()})]
+    rows = [dict(step=0, severity=0, **{k: train.accuracy(model, d) for k, d in eval_sets.items()})]
     for batch in stream:
         if strategy is not None:
             strategy(model, batches(batch))
         rows.append(dict(step=batch.step, severity=batch.severity,
-                         **{k: accuracy(model, d) for k, d in eval_sets.items()}))
+                         **{k: train.accuracy(model, d) for k, d in eval_sets.items()}))
     return rows
 
 

@@ -1,14 +1,18 @@
 """Course-wide settings: fast/full mode, dataset location, device, seeds and threads.
 
-Everything a notebook may want to change is read here, once, from environment
-variables, so that CI, instructors and students can steer every chapter the same way:
+Everything a notebook may want to change comes from environment variables, read each time a
+function here is called (not at import), so `%env COURSE_FAST=1` in a notebook takes effect on
+the next call. CI, instructors and students steer every chapter the same way:
 
-    COURSE_FAST=1          quick run (CI): fewer images, fewer epochs, smaller inputs
+    COURSE_FAST=1          quick run (CI): fewer images, fewer epochs, smaller inputs, fewer domains
     COURSE_DATASET=/path   any ImageFolder root with train/ and val/ (default: hymenoptera)
-    COURSE_DATA_DIR=/path  where downloaded data is cached (default: <repo>/data)
+    COURSE_DATA_DIR=/path  where downloaded data and checkpoints go (default: see `data_dir`)
     COURSE_DATA_MIRROR=/p  a local folder holding hymenoptera_data/ (offline labs, CI)
     COURSE_DEVICE=cpu      force a device (cuda, mps, cpu)
     COURSE_THREADS=N       CPU threads for PyTorch (default: all cores of this process)
+
+Fast mode shrinks sizes only (`images_per_class`, `image_size`, `epochs`, `count`): the
+experiment a fast run checks is the one a student runs.
 """
 from __future__ import annotations
 
@@ -22,6 +26,10 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+# What fast mode shrinks. Full mode uses every image at the model's own resolution.
+FAST_IMAGES_PER_CLASS = 40
+FAST_IMAGE_SIZE = 128
 
 
 def _flag(name: str, default: bool = False) -> bool:
@@ -41,31 +49,64 @@ def _path(name: str, default: Path | None = None) -> Path | None:
     return Path(raw).expanduser() if raw else default
 
 
-FAST: bool = _flag("COURSE_FAST")
-"""Fast mode: small subsets, few epochs, small images. CI and `make test` use it."""
+def fast() -> bool:
+    """Fast mode (COURSE_FAST=1): small subsets, few epochs, small images. CI and `make test` use it."""
+    return _flag("COURSE_FAST")
 
-DATASET: Path | None = _path("COURSE_DATASET")
-"""A student's own ImageFolder root, or None for the hymenoptera (ants vs bees) default."""
 
-PROGRESS: bool = os.environ.get("CI", "").strip().lower() in _FALSE
-"""Progress bars while training; CI gets one plain summary line per epoch instead."""
+def dataset() -> Path | None:
+    """A student's own ImageFolder root (COURSE_DATASET), or None for the hymenoptera default."""
+    return _path("COURSE_DATASET")
 
-DATA_DIR: Path = _path("COURSE_DATA_DIR", REPO_ROOT / "data")
-MIRROR: Path | None = _path("COURSE_DATA_MIRROR")
 
-# What fast mode shrinks. Full mode uses every image at the model's own resolution.
-FAST_IMAGES_PER_CLASS = 40
-FAST_IMAGE_SIZE = 128
+def mirror() -> Path | None:
+    """A local folder holding hymenoptera_data/ (COURSE_DATA_MIRROR), or None: download it."""
+    return _path("COURSE_DATA_MIRROR")
+
+
+def data_dir() -> Path:
+    """Where downloaded data and checkpoints go.
+
+    COURSE_DATA_DIR if set; else `<repo>/data` when the course runs from a writable source
+    checkout (`make lab`); else a per-user cache folder, `$XDG_CACHE_HOME` or `~/.cache` (on
+    Windows `%LOCALAPPDATA%`) + `/transfer-learning-course`, so that a `pip install` (Colab,
+    JupyterHub) never writes into site-packages.
+    """
+    chosen = _path("COURSE_DATA_DIR")
+    if chosen is not None:
+        return chosen
+    if (REPO_ROOT / "pyproject.toml").is_file() and os.access(REPO_ROOT, os.W_OK):
+        return REPO_ROOT / "data"
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        cache = Path(os.environ["LOCALAPPDATA"])
+    else:
+        cache = _path("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return cache / "transfer-learning-course"
+
+
+def progress() -> bool:
+    """Progress bars while training; CI (CI=true) gets one plain summary line per epoch instead."""
+    return os.environ.get("CI", "").strip().lower() in _FALSE
 
 
 def images_per_class() -> int | None:
-    """How many images per class and split to use: all in full mode."""
-    return FAST_IMAGES_PER_CLASS if FAST else None
+    """How many images per class and split to use: all (None) in full mode."""
+    return FAST_IMAGES_PER_CLASS if fast() else None
+
+
+def image_size(native: int) -> int:
+    """The input size to use for a model whose own size is `native`: smaller in fast mode."""
+    return min(native, FAST_IMAGE_SIZE) if fast() else native
 
 
 def epochs(full: int, fast: int = 2) -> int:
     """Number of epochs for this mode: `full` for students, `fast` for CI."""
-    return fast if FAST else full
+    return count(full, fast)
+
+
+def count(full: int, fast: int) -> int:
+    """Any size that fast mode shrinks (images, epochs, domains, steps): `full` or `fast`."""
+    return fast if _flag("COURSE_FAST") else full  # (the argument `fast` hides the function here)
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -119,6 +160,6 @@ def set_threads(n: int | None = None) -> int:
 
 def describe() -> str:
     """One line saying how this run is configured."""
-    data = DATASET or "hymenoptera (ants vs bees)"
-    return (f"mode={'fast' if FAST else 'full'} dataset={data} device={pick_device()} "
+    data = dataset() or "hymenoptera (ants vs bees)"
+    return (f"mode={'fast' if fast() else 'full'} dataset={data} device={pick_device()} "
             f"threads={torch.get_num_threads()} torch={torch.__version__}")

@@ -3,15 +3,15 @@
 - `corrupt` / `Corrupt`: six image corruptions (`KINDS`) at severities 1-5, on decoded uint8
   images, so they run before a loader's preprocessing, like a camera or a pipeline would;
 - `shifted` / `shifted_loaders`: the same decoded images, corrupted, behind the same preprocessing;
-- `split` / `take`: stratified subsets (an adaptation half and an evaluation half; a few
+- `partition` / `take`: stratified subsets (an adaptation half and an evaluation half; a few
   labelled images per class);
 - `adabn`: re-estimate BatchNorm statistics on unlabelled target images (no labels, no gradients);
-- `split_model`: a network cut in two (a frozen trunk whose outputs can be cached, and a top);
-- `GradientReversal` / `DANN` / `dann_fit`: adversarial adaptation with a domain classifier.
+- `trunk_and_top`: a network cut in two (a frozen trunk whose outputs can be cached, and a top);
+- `GradientReversal` / `DANN` / `DANNLoss` / `dann_fit`: adversarial adaptation with a domain
+  classifier, trained by `train.train_one_epoch` with a two-part loss.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import math
@@ -20,12 +20,12 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from . import settings, train, zoo
+from . import data, settings, train, zoo
 from .data import DecodedImages
 
 KINDS: tuple[str, ...] = ("grayscale", "noise", "blur", "colour", "night", "jpeg")
@@ -127,10 +127,7 @@ def shifted(loader: DataLoader, kind: str, severity: int, seed: int | None = 0) 
                         f"a {type(dataset).__name__}: corruptions apply to uint8 images before preprocessing.")
     if severity > 0:
         dataset = with_corruption(dataset, Corrupt(kind, severity, seed))
-    return DataLoader(dataset, batch_size=loader.batch_size, shuffle=isinstance(loader.sampler, RandomSampler),
-                      num_workers=loader.num_workers, pin_memory=loader.pin_memory,
-                      persistent_workers=loader.num_workers > 0,
-                      generator=torch.Generator().manual_seed(seed or 0))
+    return data.loader_like(loader, dataset, seed=seed or 0)
 
 
 def shifted_loaders(loaders: dict, kind: str, severity: int, seed: int | None = 0) -> dict:
@@ -140,13 +137,7 @@ def shifted_loaders(loaders: dict, kind: str, severity: int, seed: int | None = 
 
 # --- subsets -------------------------------------------------------------------------------------
 
-def _subset(dataset: DecodedImages, indices: list[int]) -> DecodedImages:
-    pick = lambda values: [values[i] for i in indices]  # noqa: E731
-    return DecodedImages(pick(dataset.images), pick(dataset.labels), dataset.classes, pick(dataset.paths),
-                         dataset.transform)
-
-
-def split(dataset: DecodedImages, fraction: float = 0.5, seed: int = 0) -> tuple[DecodedImages, DecodedImages]:
+def partition(dataset: DecodedImages, fraction: float = 0.5, seed: int = 0) -> tuple[DecodedImages, DecodedImages]:
     """Two disjoint views of `dataset`, `fraction` of every class in the first (seeded), the rest in
     the second: e.g. target images to adapt on, and others to evaluate on."""
     if not 0 < fraction < 1:
@@ -159,7 +150,7 @@ def split(dataset: DecodedImages, fraction: float = 0.5, seed: int = 0) -> tuple
         cut = round(len(members) * fraction)
         first += members[:cut]
         second += members[cut:]
-    return _subset(dataset, sorted(first)), _subset(dataset, sorted(second))
+    return dataset.subset(sorted(first)), dataset.subset(sorted(second))
 
 
 def take(dataset: DecodedImages, per_class: int, seed: int = 0) -> DecodedImages:
@@ -173,7 +164,7 @@ def take(dataset: DecodedImages, per_class: int, seed: int = 0) -> DecodedImages
     for c in sorted(counts):
         members = [i for i, label in enumerate(dataset.labels) if label == c]
         picked += [members[j] for j in torch.randperm(len(members), generator=g)[:per_class].tolist()]
-    return _subset(dataset, sorted(picked))
+    return dataset.subset(sorted(picked))
 
 
 # --- AdaBN ---------------------------------------------------------------------------------------
@@ -200,7 +191,7 @@ def adabn(model: nn.Module, loader, device: torch.device | None = None) -> nn.Mo
     try:
         for batch in loader:
             inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-            model(train._to_device(inputs, device))
+            model(train.to_device(inputs, device))
             seen += len(inputs)
     finally:
         for m, momentum in zip(norms, momenta):
@@ -225,7 +216,7 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
-def split_model(model: nn.Module, train_last: int = 1) -> tuple[nn.Sequential, nn.Sequential]:
+def trunk_and_top(model: nn.Module, train_last: int = 1) -> tuple[nn.Sequential, nn.Sequential]:
     """(trunk, top): the base up to its last `train_last` stages, and those stages with the head.
 
     Both share `model`'s layers (no copy): train the top, and `model` changes too. `top(trunk(x))`
@@ -270,9 +261,13 @@ class GradientReversal(nn.Module):
 class DANN(nn.Module):
     """A classifier and a domain classifier reading the same features: the input of its head.
 
-    `forward(x)` returns (class logits, domain logits). Between the features and the domain
-    classifier sits a gradient-reversal layer: the domain classifier learns to tell source from
-    target, while the features below it learn to make that impossible.
+    `forward(x)` returns (class logits, domain logits); `forward((source, target))` returns (class
+    logits of the source, domain logits of the source, domain logits of the target), what
+    `DANNLoss` takes. Between the features and the domain classifier sits a gradient-reversal
+    layer: the domain classifier learns to tell source from target, while the features below it
+    learn to make that impossible. BatchNorm layers always run in eval mode (their statistics stay
+    the source model's), so the gain is the adversarial training's alone (re-estimating statistics
+    is `adabn`'s job).
     """
 
     def __init__(self, model: nn.Module, hidden: int = 256):
@@ -283,64 +278,107 @@ class DANN(nn.Module):
         self.model = model
         self.reverse = GradientReversal()
         self.domain = nn.Sequential(nn.Linear(head.in_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        self._features = None
-        head.register_forward_pre_hook(self._keep)
+        self.features = None
+        head.register_forward_pre_hook(self.keep_features)
 
-    def _keep(self, module, inputs):
-        self._features = inputs[0]
+    def keep_features(self, module, inputs):
+        self.features = inputs[0]
 
     def forward(self, x):
+        if isinstance(x, (tuple, list)):
+            source, target = x
+            logits, source_domain = self(source)
+            return logits, source_domain, self(target)[1]
         logits = self.model(x)
-        return logits, self.domain(self.reverse(self._features)).squeeze(1)
+        return logits, self.domain(self.reverse(self.features)).squeeze(1)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+
+class DANNLoss(nn.Module):
+    """Cross-entropy on the source classes + the domain classifier's binary cross-entropy on both
+    domains (source 0, target 1). Keeps per-batch means of both parts and of the domain accuracy
+    in `totals` (sums over batches) and `batches`, for `dann_fit`'s history."""
+
+    def __init__(self):
+        super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        self.totals, self.batches = dict(class_loss=0.0, domain_loss=0.0, domain_acc=0.0), 0
+
+    def forward(self, outputs, labels):
+        logits, source_domain, target_domain = (o.float() for o in outputs)
+        domain = torch.cat([source_domain, target_domain])
+        is_target = torch.cat([torch.zeros_like(source_domain), torch.ones_like(target_domain)])
+        class_loss = nn.functional.cross_entropy(logits, labels)
+        domain_loss = nn.functional.binary_cross_entropy_with_logits(domain, is_target)
+        self.totals["class_loss"] += class_loss.item()
+        self.totals["domain_loss"] += domain_loss.item()
+        self.totals["domain_acc"] += ((domain > 0).float() == is_target).float().mean().item()
+        self.batches += 1
+        return class_loss + domain_loss
+
+
+class SourceAndTarget:
+    """Batches ((source inputs, target inputs), source labels): every source batch once, with the
+    next target batch (the target loader restarts when it runs out; its labels, if any, are dropped)."""
+
+    def __init__(self, source: DataLoader, target: DataLoader):
+        self.source, self.target = source, target
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __iter__(self):
+        target = iter(self.target)
+        for xs, ys in self.source:
+            try:
+                xt = next(target)
+            except StopIteration:
+                target = iter(self.target)
+                xt = next(target)
+            yield (xs, xt[0] if isinstance(xt, (list, tuple)) else xt), ys
 
 
 def dann_fit(dann: DANN, source: DataLoader, target: DataLoader, optimizer: torch.optim.Optimizer,
              epochs: int, device: torch.device | None = None, max_alpha: float = 1.0) -> train.History:
     """Train `dann` on labelled `source` batches and unlabelled `target` batches (their labels,
-    if any, are never read). Loss: cross-entropy on the source classes + the domain classifier's
-    binary cross-entropy on both. The reversal strength rises from 0 to `max_alpha` (DANN's schedule).
+    if any, are never read): `train.train_one_epoch` per epoch, over `SourceAndTarget` batches with
+    `DANNLoss`. The reversal strength rises from 0 to `max_alpha` (DANN's schedule), set before
+    each batch.
 
-    BatchNorm layers keep their running statistics (eval mode), so the gain is the adversarial
-    training's alone (re-estimating statistics is `adabn`'s job). There are no target labels to
-    validate with: the model ends with its last weights. Returns a History (one row per epoch:
-    class loss, domain loss, domain accuracy, alpha, seconds).
+    There are no target labels to validate with: the model ends with its last weights, and the
+    History names no best epoch (best_epoch and best_val_acc are None). One row per epoch: class
+    loss, domain loss, domain accuracy, source accuracy, alpha, seconds. Ctrl-C keeps the epochs so far.
     """
     device = device or settings.pick_device()
     dann.to(device)
-    history = train.History()
-    steps, step = epochs * len(source), 0
-    bce, ce = nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss()
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        dann.train()
-        for m in dann.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-        totals = dict(class_loss=0.0, domain_loss=0.0, domain_acc=0.0)
-        target_batches = iter(target)
-        for xs, ys in source:
-            try:
-                xt = next(target_batches)
-            except StopIteration:
-                target_batches = iter(target)
-                xt = next(target_batches)
-            xt = xt[0] if isinstance(xt, (list, tuple)) else xt
-            dann.reverse.alpha = max_alpha * (2 / (1 + math.exp(-10 * step / steps)) - 1)
-            xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
-            logits, dom_s = dann(xs)
-            _, dom_t = dann(xt)
-            domains = torch.cat([torch.zeros_like(dom_s), torch.ones_like(dom_t)])
-            dom = torch.cat([dom_s, dom_t])
-            class_loss, domain_loss = ce(logits, ys), bce(dom, domains)
-            optimizer.zero_grad(set_to_none=True)
-            (class_loss + domain_loss).backward()
-            optimizer.step()
-            step += 1
-            totals["class_loss"] += class_loss.item() / len(source)
-            totals["domain_loss"] += domain_loss.item() / len(source)
-            totals["domain_acc"] += ((dom > 0).float() == domains).float().mean().item() / len(source)
-        history.epochs.append(dict(epoch=epoch, **totals, alpha=dann.reverse.alpha,
-                                   seconds=time.perf_counter() - start))
+    dtype = train.autocast_dtype(device)
+    history = train.History(best_epoch=None, best_val_acc=None)
+    batches, criterion = SourceAndTarget(source, target), DANNLoss()
+    steps = epochs * len(batches)
+
+    def schedule(epoch):
+        def set_alpha(i):
+            dann.reverse.alpha = max_alpha * (2 / (1 + math.exp(-10 * ((epoch - 1) * len(batches) + i) / steps)) - 1)
+        return set_alpha
+
+    try:
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            criterion.reset()
+            score = train.train_one_epoch(dann, batches, optimizer, criterion, device, dtype, on_batch=schedule(epoch))
+            means = {k: v / max(criterion.batches, 1) for k, v in criterion.totals.items()}
+            history.epochs.append(dict(epoch=epoch, **means, source_acc=score.acc, alpha=dann.reverse.alpha,
+                                       seconds=time.perf_counter() - start))
+    except KeyboardInterrupt:
+        history.interrupted = True
+        print(f"Interrupted after {len(history.epochs)} complete epoch(s): the model keeps its current weights.")
     dann.eval()
-    history.best_epoch = epochs
     return history

@@ -23,6 +23,16 @@ from .data import Preset
 FALLBACK = "efficientnet_lite0"
 
 
+class Head(NamedTuple):
+    name: str          # where it sits in the model, e.g. "fc" or "classifier.1"
+    layer: nn.Module
+
+
+class ParameterCount(NamedTuple):
+    trainable: int
+    total: int
+
+
 class Loaded(NamedTuple):
     model: nn.Module
     preset: Preset
@@ -119,16 +129,16 @@ def load_untrained(name: str, num_classes: int) -> nn.Module:
     return get_model(name, weights=None, num_classes=num_classes)
 
 
-def head(model: nn.Module) -> tuple[str, nn.Module]:
-    """The final classification layer: the last Linear (or SqueezeNet's last 1x1 conv)."""
+def head(model: nn.Module) -> Head:
+    """The final classification layer (name, layer): the last Linear (or SqueezeNet's last 1x1 conv)."""
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     layers = layers or [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    return layers[-1]
+    return Head(*layers[-1])
 
 
 def _head_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The head and any auxiliary head of the same width (Inception, GoogLeNet)."""
-    _, last = head(model)
+    last = head(model).layer
     if isinstance(last, nn.Conv2d):
         return [head(model)]
     return [(n, m) for n, m in model.named_modules()
@@ -213,8 +223,8 @@ def freeze_batchnorm_stats(model: nn.Module) -> int:
     return len(frozen)
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) number of parameters."""
+def count_parameters(model: nn.Module) -> ParameterCount:
+    """Numbers of parameters: (trainable, total)."""
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, total
+    return ParameterCount(trainable, total)

@@ -1,7 +1,7 @@
 """Shared fixtures for the course_utils unit tests.
 
 Everything here works offline and without a GPU. The real ants-vs-bees data is taken from a
-local mirror (COURSE_DATA_MIRROR, or one of download.DEFAULT_MIRRORS) and installed into a
+local mirror (COURSE_DATA_MIRROR) and installed into a
 temporary folder once per session; tests that need it are skipped when no mirror exists.
 """
 from __future__ import annotations
@@ -55,9 +55,7 @@ def tiny_imagefolder(tmp_path) -> Path:
 
 def mirror_candidates() -> list[Path]:
     """The mirrors download.hymenoptera() itself would try, in the same order."""
-    if settings.MIRROR:
-        return [Path(settings.MIRROR)]
-    return [m for m in download.DEFAULT_MIRRORS if (m / download.NAME).is_dir()]
+    return [settings.mirror()] if settings.mirror() else []
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,10 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SMALL = data.Preset(crop=32, resize=36, mean=MEAN, std=STD)
 
 # the uncached function: every call decodes and warns afresh
-load_split = data.load_split.__wrapped__
+def load_split(*args, **kwargs):
+    """data.load_split, decoding afresh (so that every call warns about skipped files)."""
+    data.clear_decoded_cache()
+    return data.load_split(*args, **kwargs)
 
 
 def skipped_warnings(record):
@@ -206,9 +209,17 @@ def test_per_class_larger_than_class_keeps_all(tiny_imagefolder):
     assert sorted(ds.paths) == sorted(load_split(tiny_imagefolder, "train", 32).paths)
 
 
-def test_load_split_is_cached(tiny_imagefolder):
+def test_load_split_decodes_once_but_never_shares_a_mutable_object(tiny_imagefolder):
     first = data.load_split(tiny_imagefolder, "val", 33)
-    assert data.load_split(tiny_imagefolder, "val", 33) is first
+    second = data.load_split(tiny_imagefolder, "val", 33)
+    assert second is not first and second.images[0] is first.images[0]  # decoded once, tensors shared
+    first.labels[0], first.transform = 99, abs
+    first.images.pop()
+    view = first.with_transform(None)
+    view.paths.clear()
+    again = data.load_split(tiny_imagefolder, "val", 33)
+    assert again.labels == second.labels and 99 not in again.labels and again.transform is None
+    assert len(again) == len(second) == len(first) + 1 and again.paths == second.paths and first.paths
 
 
 # --- the real data ----------------------------------------------------------------------------------
@@ -230,13 +241,13 @@ def test_real_data_counts_and_placeholder(hymenoptera):
 
 
 def test_course_dataset_honours_course_dataset(monkeypatch, tiny_imagefolder):
-    monkeypatch.setattr(settings, "DATASET", tiny_imagefolder)
+    monkeypatch.setenv("COURSE_DATASET", str(tiny_imagefolder))
     assert data.course_dataset() == tiny_imagefolder
 
 
 def test_course_dataset_defaults_to_hymenoptera(monkeypatch, hymenoptera, hymenoptera_data_dir):
-    monkeypatch.setattr(settings, "DATASET", None)
-    monkeypatch.setattr(settings, "DATA_DIR", hymenoptera_data_dir)
+    monkeypatch.delenv("COURSE_DATASET", raising=False)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(hymenoptera_data_dir))
     assert data.course_dataset() == hymenoptera
 
 

@@ -45,7 +45,7 @@ def test_shapes_and_order(tiny_imagefolder):
     image_loaders = loaders(tiny_imagefolder)
     x, y = features.extract_features(model, image_loaders["train"], CPU)
     train_set = image_loaders["train"].dataset
-    assert x.shape == (len(train_set), zoo.head(model)[1].in_features) == (18, 8)
+    assert x.shape == (len(train_set), zoo.head(model).layer.in_features) == (18, 8)
     assert x.dtype == torch.float32 and x.device == CPU
     assert y.tolist() == train_set.labels  # dataset order, not the loader's shuffled order
     feats = features.feature_loaders(model, image_loaders, CPU, batch_size=5)
@@ -71,7 +71,7 @@ def test_head_left_in_place(tiny_imagefolder):
     features.feature_loaders(model, loaders(tiny_imagefolder), CPU)
     assert zoo.head(model) == ("fc", head)
     assert model.training  # the mode it had before
-    assert zoo.count_parameters(model)[0] == zoo.count_parameters(head)[1]  # still only the head trainable
+    assert zoo.count_parameters(model).trainable == zoo.count_parameters(head).total  # still only the head trainable
     assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
 
 
@@ -95,7 +95,7 @@ def test_head_on_cached_features_equals_head_through_frozen_model(tiny_imagefold
     history_plain = train.fit(plain, loaders(tiny_imagefolder), sgd(plain), epochs=3, device=CPU,
                               mixed_precision=False, progress=False)
     feats = features.feature_loaders(cached, loaders(tiny_imagefolder), CPU, batch_size=4, mixed_precision=False)
-    head = zoo.head(cached)[1]
+    head = zoo.head(cached).layer
     history_cached = train.fit(head, feats, sgd(head), epochs=3, device=CPU, mixed_precision=False,
                                progress=False)
     for key in ("train_loss", "val_loss"):
@@ -125,7 +125,7 @@ def test_non_linear_head_is_a_clear_error(tiny_imagefolder):
     model = zoo.freeze(zoo.load_untrained("squeezenet1_0", 3))
     with pytest.raises(TypeError, match=r"Linear layer.*'classifier\.1' is a Conv2d"):
         features.feature_loaders(model, loaders(tiny_imagefolder), CPU)
-    assert isinstance(zoo.head(model)[1], nn.Conv2d)  # the model is left as it was
+    assert isinstance(zoo.head(model).layer, nn.Conv2d)  # the model is left as it was
 
 
 def _notebook_pipeline(root, seed):
@@ -141,7 +141,7 @@ def _notebook_pipeline(root, seed):
                     device=cpu, progress=False)
     model[:-1].requires_grad_(False)  # the base frozen, the head trainable (zoo.freeze does this)
     feats = features.feature_loaders(model, loaders, device=cpu, views=2)
-    head = zoo.head(model)[1]
+    head = zoo.head(model).layer
     probe = train.fit(head, feats, torch.optim.SGD(head.parameters(), lr=0.1), 2, device=cpu, progress=False)
     without_time = [{k: v for k, v in row.items() if k != "seconds"} for row in fit.epochs + probe.epochs]
     return without_time, feats["train"].dataset.tensors[0]

@@ -59,14 +59,14 @@ def test_param_groups_leave_out_frozen_stages():
     groups = finetune.param_groups(model, head_lr=1e-2, first_lr=1e-4)
     assert [g["name"] for g in groups] == ["features.2", "head"]
     assert groups[0]["lr"] == pytest.approx(10**(-4 + 4 / 3))  # its place among all stages, not the trainable ones
-    assert sum(p.numel() for g in groups for p in g["params"]) == zoo.count_parameters(model)[0]
+    assert sum(p.numel() for g in groups for p in g["params"]) == zoo.count_parameters(model).trainable
 
 
 def test_param_groups_on_resnet18_cover_every_parameter():
     model = zoo.load_untrained("resnet18", num_classes=2)
     groups = finetune.param_groups(model, head_lr=1e-2, first_lr=1e-4)
     assert [g["name"] for g in groups] == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "head"]
-    assert sum(p.numel() for g in groups for p in g["params"]) == zoo.count_parameters(model)[1]
+    assert sum(p.numel() for g in groups for p in g["params"]) == zoo.count_parameters(model).total
     assert all(a["lr"] < b["lr"] for a, b in zip(groups, groups[1:]))
     assert groups[0]["lr"] == pytest.approx(1e-4) and groups[-1]["lr"] == pytest.approx(1e-2)
 
@@ -78,7 +78,7 @@ def test_progressive_calls_fit_once_per_phase_and_joins_histories(monkeypatch, c
     real_fit = train.fit
 
     def spy(model, loaders, optimizer, epochs, **kwargs):
-        calls.append((zoo.count_parameters(model)[0], sum(p.numel() for g in optimizer.param_groups
+        calls.append((zoo.count_parameters(model).trainable, sum(p.numel() for g in optimizer.param_groups
                                                           for p in g["params"]), epochs))
         return real_fit(model, loaders, optimizer, epochs, **kwargs)
 
@@ -86,7 +86,7 @@ def test_progressive_calls_fit_once_per_phase_and_joins_histories(monkeypatch, c
     model = tiny_model()
     history = finetune.progressive(model, loaders(), [(0, 2), (1, 1), (None, 1)], sgd, device=CPU, progress=False)
     counts = [c[0] for c in calls]
-    assert counts[0] == 18 and counts[0] < counts[1] < counts[2] == zoo.count_parameters(model)[1]
+    assert counts[0] == 18 and counts[0] < counts[1] < counts[2] == zoo.count_parameters(model).total
     assert [c[1] for c in calls] == counts  # a fresh optimizer per phase, with the new parameters
     assert [c[2] for c in calls] == [2, 1, 1]
     assert history.column("epoch") == [1, 2, 3, 4]
@@ -139,20 +139,20 @@ def test_row_reports_the_best_epoch():
     rows = [dict(epoch=e, train_loss=0.5, train_acc=t, val_loss=0.5, val_acc=v, lr=0.1, seconds=1.0)
             for e, t, v in ((1, 0.6, 0.7), (2, 0.95, 0.8), (3, 1.0, 0.75))]
     history = train.History(epochs=rows, best_epoch=2, best_val_acc=0.8)
-    row = finetune.row("feature extraction", model, history, seconds=3.5)
+    row = finetune.report_row("feature extraction", model, history, seconds=3.5)
     assert row == {"strategy": "feature extraction", "trainable params": 18, "epochs": 3, "seconds": 3.5,
                    "best val acc": 0.8, "train acc": 0.95, "train-val gap": pytest.approx(0.15)}
     with pytest.raises(ValueError, match="no epoch"):
-        finetune.row("nothing", model, train.History(), 1.0)
+        finetune.report_row("nothing", model, train.History(), 1.0)
 
 
 def test_run_times_the_strategy_and_returns_its_row():
     model = tiny_model()
-    row, history = finetune.run("full", model, lambda: train.fit(model, loaders(), sgd(model), 1,
+    row, history = finetune.train_and_report("full", model, lambda: train.fit(model, loaders(), sgd(model), 1,
                                                                   device=CPU, progress=False))
     assert row["strategy"] == "full" and row["epochs"] == 1 == len(history.epochs)
     assert row["seconds"] >= history.seconds > 0
-    assert row["trainable params"] == zoo.count_parameters(model)[1]
+    assert row["trainable params"] == zoo.count_parameters(model).total
     assert row["best val acc"] == history.best_val_acc
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import data, online
+from course_utils import data, online, train
 from course_utils.data import Preset
 from course_utils.exercises import ExerciseError, check_08_ewc_penalty, check_08_replay_buffer
 
@@ -117,11 +117,11 @@ def test_fisher_and_penalty():
 def test_ewc_criterion_pulls_back():
     old, new = blobs(seed=0), blobs(shift=3.0, seed=1)
     model = tiny_model()
-    online.update(model, old, epochs=20, lr=0.1, device=CPU)
+    online.fine_tune_on(model, old, epochs=20, lr=0.1, device=CPU)
     naive, anchored = copy.deepcopy(model), copy.deepcopy(model)
     criterion = online.EWC(anchored, old, strength=1000.0)
-    online.update(naive, new, epochs=5, lr=0.05, device=CPU)
-    online.update(anchored, new, epochs=5, lr=0.05, criterion=criterion, device=CPU)
+    online.fine_tune_on(naive, new, epochs=5, lr=0.05, device=CPU)
+    online.fine_tune_on(anchored, new, epochs=5, lr=0.05, criterion=criterion, device=CPU)
 
     def moved(m):
         return sum((p - q).pow(2).sum().item() for p, q in zip(m.parameters(), model.parameters()))
@@ -134,7 +134,7 @@ def test_run_stream_and_forgetting():
     x, y = blobs(n=40)
     shifted = blobs(n=40, shift=3.0, seed=2)
     model = tiny_model()
-    online.update(model, (x, y), epochs=20, lr=0.1, device=CPU)
+    online.fine_tune_on(model, (x, y), epochs=20, lr=0.1, device=CPU)
     stream = online.make_stream(y, [1, 2], batch_size=8)
     batches = lambda b: (shifted[0][b.indices], shifted[1][b.indices])  # noqa: E731
     sets = {"old": (x, y), "new": shifted}
@@ -164,15 +164,15 @@ def test_gate():
 def test_deployment_loop_collects_and_gates():
     x, y = blobs(n=40)
     model = tiny_model()
-    online.update(model, (x, y), epochs=20, lr=0.1, device=CPU)
+    online.fine_tune_on(model, (x, y), epochs=20, lr=0.1, device=CPU)
     stream = online.make_stream(y, [1, 1, 1, 1], batch_size=8)
     flipped = lambda b: (x[b.indices], 1 - y[b.indices] if b.step >= 3 else y[b.indices])  # noqa: E731
-    validate = lambda m, b: {"old": online.accuracy(m, (x, y)), "new": online.accuracy(m, (x, y))}  # noqa: E731
+    validate = lambda m, b: {"old": train.accuracy(m, (x, y)), "new": train.accuracy(m, (x, y))}  # noqa: E731
     trained_on = []
 
     def fine_tune(m, d):
         trained_on.append(len(d[1]))
-        online.update(m, d, epochs=30, lr=0.2, device=CPU)
+        online.fine_tune_on(m, d, epochs=30, lr=0.2, device=CPU)
     buffer = online.ReplayBuffer(100)
     buffer.add((x[:4], y[:4]))
     final, log = online.deployment_loop(model, stream, flipped, fine_tune, validate, online.Gate(), min_new=16,
@@ -181,14 +181,14 @@ def test_deployment_loop_collects_and_gates():
     assert trained_on == [16 + 4, 16 + 16]  # new data mixed with what the buffer held
     assert log[0]["decision"] == "deploy" and log[1]["decision"] == "investigate"
     assert len(buffer) == 4 + 16  # the deployed batch joined the buffer, the rejected one did not
-    assert online.accuracy(final, (x, y)) >= 0.9  # the mislabelled update never reached production
+    assert train.accuracy(final, (x, y)) >= 0.9  # the mislabelled update never reached production
     with pytest.raises(ValueError, match="min_new"):
         online.deployment_loop(model, stream, flipped, fine_tune, validate, online.Gate(), min_new=0)
 
 
 def test_loader_bad_input():
     with pytest.raises(ValueError, match="same length"):
-        online.loader((torch.zeros(3, 2), torch.zeros(2, dtype=torch.long)))
+        data.tensor_loader((torch.zeros(3, 2), torch.zeros(2, dtype=torch.long)))
 
 
 # --- exercise checks ------------------------------------------------------------------------------

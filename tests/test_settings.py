@@ -106,15 +106,44 @@ def test_set_threads_invalid_environment(monkeypatch, restore_threads, raw):
         settings.set_threads()
 
 
-def test_fast_mode_shrinks_epochs_and_images(monkeypatch):
-    monkeypatch.setattr(settings, "FAST", True)
+def test_fast_mode_shrinks_sizes_and_is_read_when_used(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")   # as `%env COURSE_FAST=1` after the imports
+    assert settings.fast() is True
     assert settings.epochs(25) == 2
-    assert settings.epochs(25, fast=3) == 3
+    assert settings.epochs(25, fast=3) == 3 == settings.count(6, 3)
     assert settings.images_per_class() == settings.FAST_IMAGES_PER_CLASS
-    monkeypatch.setattr(settings, "FAST", False)
+    assert settings.image_size(224) == settings.FAST_IMAGE_SIZE and settings.image_size(96) == 96
+    monkeypatch.setenv("COURSE_FAST", "0")
+    assert settings.fast() is False
     assert settings.epochs(25) == 25
-    assert settings.epochs(25, fast=3) == 25
-    assert settings.images_per_class() is None
+    assert settings.epochs(25, fast=3) == 25 == settings.count(25, 3)
+    assert settings.images_per_class() is None and settings.image_size(224) == 224
+
+
+def test_paths_are_read_when_used(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_DATASET", str(tmp_path))
+    monkeypatch.setenv("COURSE_DATA_MIRROR", str(tmp_path / "mirror"))
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    assert settings.dataset() == tmp_path and settings.mirror() == tmp_path / "mirror"
+    assert settings.data_dir() == tmp_path / "data"
+    monkeypatch.delenv("COURSE_DATASET")
+    monkeypatch.delenv("COURSE_DATA_MIRROR")
+    assert settings.dataset() is None and settings.mirror() is None  # no CI path as a default
+
+
+def test_data_dir_default_never_in_site_packages(monkeypatch, tmp_path):
+    monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
+    assert settings.data_dir() == settings.REPO_ROOT / "data"  # a writable source checkout
+    monkeypatch.setattr(settings, "REPO_ROOT", tmp_path / "site-packages")  # an installed package
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert settings.data_dir() == tmp_path / "cache" / "transfer-learning-course"
+
+
+def test_progress_bars_off_in_ci(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    assert settings.progress() is False
+    monkeypatch.delenv("CI")
+    assert settings.progress() is True
 
 
 def test_seed_everything_repeats_all_generators():
@@ -134,7 +163,7 @@ def test_seed_everything_repeats_all_generators():
 
 def test_describe_mentions_mode_and_device(monkeypatch):
     monkeypatch.delenv("COURSE_DEVICE", raising=False)
-    monkeypatch.setattr(settings, "FAST", True)
+    monkeypatch.setenv("COURSE_FAST", "1")
     line = settings.describe()
     assert "mode=fast" in line and f"device={settings.pick_device()}" in line
     assert torch.__version__ in line

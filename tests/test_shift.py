@@ -82,7 +82,7 @@ def test_shifted_loader_corrupts_before_preprocessing(tiny_imagefolder):
     dark, labels = next(iter(out["val"]))
     assert dark.shape == clean.shape and dark.dtype == torch.float32
     assert dark.mean() < clean.mean() - 0.5
-    assert out["val"].dataset.images is loaders["val"].dataset.images  # a view, not a copy
+    assert out["val"].dataset.images[0] is loaders["val"].dataset.images[0]  # the same decoded tensors, not copies
     assert loaders["val"].dataset.transform is not out["val"].dataset.transform
     assert isinstance(out["train"].sampler, torch.utils.data.RandomSampler)
     same, _ = next(iter(shift.shifted(loaders["val"], "noise", 0)))
@@ -91,19 +91,19 @@ def test_shifted_loader_corrupts_before_preprocessing(tiny_imagefolder):
         shift.shifted(DataLoader(TensorDataset(clean, labels)), "noise", 1)
 
 
-def test_split_and_take(tiny_imagefolder):
+def test_partition_and_take(tiny_imagefolder):
     val = data.load_split(tiny_imagefolder, "val", 20)
-    first, second = shift.split(val, 0.5, seed=0)
+    first, second = shift.partition(val, 0.5, seed=0)
     assert sorted(first.paths + second.paths) == sorted(val.paths)
     assert not set(first.paths) & set(second.paths)
     assert [first.labels.count(c) for c in range(3)] == [2, 2, 2]
-    assert shift.split(val, 0.5, seed=0)[0].paths == first.paths
+    assert shift.partition(val, 0.5, seed=0)[0].paths == first.paths
     few = shift.take(val, 1, seed=0)
     assert [few.labels.count(c) for c in range(3)] == [1, 1, 1]
     with pytest.raises(ValueError, match="ask for 1 to 4"):
         shift.take(val, 5)
     with pytest.raises(ValueError, match="between 0 and 1"):
-        shift.split(val, 1.0)
+        shift.partition(val, 1.0)
 
 
 def tiny_model():
@@ -146,15 +146,15 @@ def test_adabn_errors():
         shift.adabn(Flat(tiny_model()), [], CPU)
 
 
-def test_split_model_shares_layers_and_computes_the_same():
+def test_trunk_and_top_share_layers_and_compute_the_same():
     model = Flat(tiny_model()).eval()
-    trunk, top = shift.split_model(model, train_last=1)
+    trunk, top = shift.trunk_and_top(model, train_last=1)
     x = torch.randn(4, 3, 6, 6)
     assert torch.allclose(top(trunk(x)), model(x), atol=1e-6)
     assert top[0] is model.features[2]
-    assert len(shift.split_model(model, 3)[0]) == 0
+    assert len(shift.trunk_and_top(model, 3)[0]) == 0
     with pytest.raises(ValueError, match="use 1 to 3"):
-        shift.split_model(model, 4)
+        shift.trunk_and_top(model, 4)
 
 
 def test_gradient_reversal():
@@ -177,7 +177,23 @@ def test_dann_trains_both_heads_and_never_reads_target_labels():
     history = shift.dann_fit(dann, source, target, torch.optim.SGD(dann.parameters(), lr=0.1), 2, CPU)
     assert len(history.epochs) == 2 and 0 < history.epochs[-1]["alpha"] <= 1
     assert {"class_loss", "domain_loss", "domain_acc"} <= set(history.epochs[0])
+    assert history.best_epoch is None and history.best_val_acc is None  # no target labels: no best epoch claimed
     assert torch.equal(model[1].running_mean, before[0])  # BatchNorm statistics untouched
     assert not torch.equal(dann.domain[0].weight, before[1]) and not torch.equal(model[0].weight, before[2])
     with pytest.raises(TypeError, match="Linear"):
         shift.DANN(nn.Sequential(nn.Conv2d(3, 2, 1)))
+
+
+def test_dann_fit_trains_through_train_one_epoch(monkeypatch):
+    """DANN owns no loop: every epoch is one train.train_one_epoch over (source, target) batches."""
+    from course_utils import train
+    calls = []
+    real = train.train_one_epoch
+    monkeypatch.setattr(train, "train_one_epoch", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    source = DataLoader(TensorDataset(torch.randn(16, 4), torch.arange(16) % 2), batch_size=8)
+    target = DataLoader(torch.randn(8, 4), batch_size=8)
+    dann = shift.DANN(model, hidden=4)
+    history = shift.dann_fit(dann, source, target, torch.optim.SGD(dann.parameters(), lr=0.1), 3, CPU)
+    assert len(calls) == 3 and all(isinstance(b, shift.SourceAndTarget) for b in calls)
+    assert [len(list(b)) for b in calls[:1]] == [2] and len(history.epochs) == 3

@@ -236,3 +236,62 @@ def test_head_size_must_match_the_classes_before_training(tiny_imagefolder):
     zoo.replace_head(model, n_classes)
     history = train.fit(model, loaders, opt, epochs=1, device=torch.device("cpu"), progress=False)
     assert len(history.epochs) == 1
+
+
+def test_fit_with_a_seed_repeats_itself_on_the_same_loaders():
+    """fit(seed=...) reseeds augmentation and the loaders' shuffling: no global seeding needed between runs."""
+    torch.manual_seed(0)
+    start, data = conv_bn(), loaders(generator=torch.Generator().manual_seed(5))
+
+    def run(seed):
+        model = copy.deepcopy(start)
+        history = train.fit(model, data, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), epochs=2,
+                            device=CPU, verbose=False, seed=seed)
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in history.epochs], model.state_dict()
+
+    rows_a, weights_a = run(3)
+    rows_b, weights_b = run(3)   # the loaders' generator was used by the first run: fit reseeds it
+    assert rows_a == rows_b and same_weights(weights_a, weights_b)
+    assert run(4)[0] != rows_a
+
+
+def test_fit_verbose_false_prints_nothing(capsys):
+    model = linear()
+    train.fit(model, loaders(), torch.optim.SGD(model.parameters(), lr=0.05), epochs=2, patience=1, device=CPU,
+              verbose=False, progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_fit_is_train_one_epoch_then_evaluate():
+    """The layers compose: one fit epoch equals train_one_epoch then evaluate from the same start."""
+    torch.manual_seed(0)
+    a, data = linear(), loaders()
+    b = copy.deepcopy(a)
+    torch.manual_seed(1)
+    history = train.fit(a, data, torch.optim.SGD(a.parameters(), lr=0.05), epochs=1, device=CPU, verbose=False,
+                        mixed_precision=False)
+    torch.manual_seed(1)
+    trained = train.train_one_epoch(b, data["train"], torch.optim.SGD(b.parameters(), lr=0.05), device=CPU)
+    val = train.evaluate(b, data["val"], device=CPU)
+    row = history.epochs[0]
+    assert (row["train_loss"], row["train_acc"]) == pytest.approx(tuple(trained))
+    assert (row["val_loss"], row["val_acc"]) == pytest.approx(tuple(val))
+    assert same_weights(a.state_dict(), b.state_dict())
+
+
+def test_step_updates_only_with_an_optimizer():
+    model = linear()
+    x, y = next(iter(loaders()["train"]))
+    before = copy.deepcopy(model.state_dict())
+    loss, outputs = train.step(model, x, y, nn.CrossEntropyLoss(), CPU)
+    assert outputs.shape == (len(y), 2) and loss.item() > 0 and same_weights(before, model.state_dict())
+    train.step(model, x, y, nn.CrossEntropyLoss(), CPU, optimizer=torch.optim.SGD(model.parameters(), lr=0.5))
+    assert not same_weights(before, model.state_dict())
+
+
+def test_accuracy_takes_a_loader_or_stored_tensors():
+    model = linear()
+    data = loaders()["val"]
+    x, y = data.dataset.tensors
+    assert train.accuracy(model, data, CPU) == train.accuracy(model, (x, y), CPU)

@@ -151,7 +151,7 @@ def test_freeze_feature_extraction(resnet18):
 def test_freeze_train_last_stage(resnet18):
     zoo.freeze(resnet18, train_last=1)
     layer4 = sum(p.numel() for p in resnet18.layer4.parameters())
-    assert zoo.count_parameters(resnet18)[0] == 1026 + layer4
+    assert zoo.count_parameters(resnet18).trainable == 1026 + layer4
     names = {n for n, p in resnet18.named_parameters() if p.requires_grad}
     assert names == {"fc.weight", "fc.bias"} | {f"layer4.{n}" for n, _ in resnet18.layer4.named_parameters()}
 
@@ -160,11 +160,11 @@ def test_freeze_more_stages_never_trains_fewer(resnet18):
     """train_last=k trains at least as much as train_last=k-1; asking for more stages than
     the base has trains the whole network."""
     n_stages = len(zoo.stages(resnet18))
-    total = zoo.count_parameters(resnet18)[1]
+    total = zoo.count_parameters(resnet18).total
     counts = []
     for k in range(0, 2 * n_stages + 2):
         zoo.freeze(resnet18, train_last=k)
-        counts.append(zoo.count_parameters(resnet18)[0])
+        counts.append(zoo.count_parameters(resnet18).trainable)
     assert counts[n_stages] == total
     beyond = {k: c for k, c in enumerate(counts) if k > n_stages and c != total}
     assert not beyond, f"train_last > {n_stages} stages leaves parameters frozen: {beyond} (total {total})"
@@ -255,7 +255,7 @@ def test_load_pretrained_falls_back_offline(hub_dir, capsys):
 def test_fallback_with_new_head(hub_dir, capsys):
     model, _, name = zoo.load_pretrained("resnet18", num_classes=2)
     assert name == "efficientnet_lite0"
-    assert zoo.head(model)[1].out_features == 2
+    assert zoo.head(model).layer.out_features == 2
     reference = lite.efficientnet_lite("efficientnet_lite0").state_dict()
     assert torch.equal(model.state_dict()["features.0.0.weight"], reference["features.0.0.weight"])
 

@@ -12,59 +12,19 @@ so that both see the same machine load; times are medians over the rounds. Print
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import io
 import statistics
 import time
 
 import torch
 from torch import nn
-from torchvision import datasets, transforms
 
-from course_utils import data, features, settings, train, zoo
+from course_utils import data, features, optimizers, settings, train, tutorial, zoo
 
-
-# --- the tutorial's way ------------------------------------------------------------------------
-
-def tutorial_loaders(root, preset, batch_size=4, num_workers=2):
-    """torchvision ImageFolder + PIL transforms, as in the tutorial."""
-    tf = {
-        "train": transforms.Compose([transforms.RandomResizedCrop(preset.crop), transforms.RandomHorizontalFlip(),
-                                     transforms.ToTensor(), transforms.Normalize(preset.mean, preset.std)]),
-        "val": transforms.Compose([transforms.Resize(preset.resize), transforms.CenterCrop(preset.crop),
-                                   transforms.ToTensor(), transforms.Normalize(preset.mean, preset.std)]),
-    }
-    return {split: torch.utils.data.DataLoader(datasets.ImageFolder(f"{root}/{split}", tf[split]),
-                                               batch_size=batch_size, shuffle=split == "train",
-                                               num_workers=num_workers)
-            for split in ("train", "val")}
-
-
-def tutorial_epoch(model, loaders, criterion, optimizer):
-    """One epoch of the tutorial's train_model loop (train phase, then val phase); returns val acc."""
-    for phase in ("train", "val"):
-        model.train() if phase == "train" else model.eval()
-        corrects = 0
-        for inputs, labels in loaders[phase]:
-            optimizer.zero_grad()
-            with torch.set_grad_enabled(phase == "train"):
-                outputs = model(inputs)
-                _, preds = torch.max(outputs, 1)
-                loss = criterion(outputs, labels)
-                if phase == "train":
-                    loss.backward()
-                    optimizer.step()
-            corrects += torch.sum(preds == labels.data).item()
-    return corrects / len(loaders["val"].dataset)
+CPU = torch.device("cpu")
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
-
 
 def timed(fn, *args, **kwargs):
     start = time.perf_counter()
@@ -75,13 +35,9 @@ def timed(fn, *args, **kwargs):
 def make_model(name, num_classes):
     """Pretrained where the weights can be had; ResNet-18 falls back to random init for timing."""
     try:
-        return quiet(zoo.load_pretrained, name, num_classes=num_classes, fallback=None).model, "pretrained"
+        return zoo.load_pretrained(name, num_classes=num_classes, fallback=None).model, "pretrained"
     except Exception:
         return zoo.load_untrained(name, num_classes), "random init"
-
-
-def sgd(model, lr):
-    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
 
 
 def fine_tune(name, root, rounds, rows):
@@ -89,16 +45,16 @@ def fine_tune(name, root, rounds, rows):
     preset = zoo.preset(name)
     base, init = make_model(name, 2)
     t_model, c_model = base, copy.deepcopy(base)
-    t_loaders = tutorial_loaders(root, preset)
-    c_loaders = data.image_loaders(root, preset, batch_size=32, device=torch.device("cpu"))
-    t_opt, c_opt = sgd(t_model, 0.001), sgd(c_model, 0.01)
+    t_loaders = tutorial.loaders(root, preset)
+    c_loaders = data.image_loaders(root, preset, batch_size=32, device=CPU)
+    t_opt, c_opt = optimizers.sgd(t_model, 0.001), optimizers.sgd(c_model, 0.01)
     n_images = len(t_loaders["train"].dataset) + len(t_loaders["val"].dataset)
     times = {"tutorial": [], "course": []}
     acc = {}
     for _ in range(rounds):
-        s, acc["tutorial"] = timed(tutorial_epoch, t_model, t_loaders, nn.CrossEntropyLoss(), t_opt)
+        s, acc["tutorial"] = timed(tutorial.train_epoch, t_model, t_loaders, nn.CrossEntropyLoss(), t_opt, CPU)
         times["tutorial"].append(s)
-        s, history = timed(quiet, train.fit, c_model, c_loaders, c_opt, epochs=1, progress=False)
+        s, history = timed(train.fit, c_model, c_loaders, c_opt, epochs=1, device=CPU, verbose=False)
         times["course"].append(s)
         acc["course"] = history.epochs[-1]["val_acc"]
     label = f"{name} full fine-tuning, 1 epoch ({init})"
@@ -111,23 +67,23 @@ def feature_extraction(name, root, epochs, tutorial_epochs, views, rows):
     base, init = make_model(name, 2)
     zoo.freeze(base)
     t_model = copy.deepcopy(base)
-    t_loaders = tutorial_loaders(root, preset)
+    t_loaders = tutorial.loaders(root, preset)
     n_images = len(t_loaders["train"].dataset) + len(t_loaders["val"].dataset)
-    t_opt = sgd(t_model, 0.001)
+    t_opt = optimizers.sgd(t_model, 0.001)
     t_times, t_acc = [], 0.0
     for _ in range(tutorial_epochs):
-        s, t_acc = timed(tutorial_epoch, t_model, t_loaders, nn.CrossEntropyLoss(), t_opt)
+        s, t_acc = timed(tutorial.train_epoch, t_model, t_loaders, nn.CrossEntropyLoss(), t_opt, CPU)
         t_times.append(s)
     tutorial_total = sum(t_times) * epochs / tutorial_epochs
     results = {"tutorial": ([tutorial_total], t_acc)}
     for k in sorted({1, views}):
         c_model = copy.deepcopy(base)
-        c_loaders = data.image_loaders(root, preset, batch_size=32, augment=k > 1, device=torch.device("cpu"))
+        c_loaders = data.image_loaders(root, preset, batch_size=32, augment=k > 1, device=CPU)
 
         def run():
-            feats = features.feature_loaders(c_model, c_loaders, views=k)
-            head = zoo.head(c_model)[1]
-            return quiet(train.fit, head, feats, sgd(head, 0.01), epochs=epochs, progress=False)
+            feats = features.feature_loaders(c_model, c_loaders, device=CPU, views=k)
+            head = zoo.head(c_model).layer
+            return train.fit(head, feats, optimizers.sgd(head, 0.01), epochs=epochs, device=CPU, verbose=False)
         s, history = timed(run)
         results["course" if k == 1 else f"course, {k} views"] = ([s], history.best_val_acc)
     extrapolated = "" if tutorial_epochs == epochs else f"; tutorial time x{epochs}/{tutorial_epochs} from {tutorial_epochs} epoch(s)"
@@ -164,7 +120,7 @@ def main():
     settings.seed_everything(0)
     threads = settings.set_threads()
     root = data.course_dataset()
-    dtype = train.autocast_dtype(torch.device("cpu"))
+    dtype = train.autocast_dtype(CPU)
     print(f"torch {torch.__version__}, {threads} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
           f"course autocast: {dtype or 'float32'}; data: {root}")
     print(f"{'workload':70s} {'path':16s} {'s/epoch':>10s} {'img/s':>14s} {'ratio':>7s}")

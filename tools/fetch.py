@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="*", default=NOTEBOOK_MODELS)
     args = parser.parse_args()
     lines, failed = [], 0
-    target = Path(settings.DATA_DIR) / download.NAME
+    target = Path(settings.data_dir()) / download.NAME
     was_there = (target / download.DONE_MARKER).exists()
     try:
         root = download.hymenoptera()

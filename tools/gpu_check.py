@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import bench
-from course_utils import data, features, settings, train, zoo
+from course_utils import data, features, optimizers, settings, train, tutorial, zoo
 
 
 def main():
@@ -42,8 +42,7 @@ def main():
     start = time.perf_counter()
     model, init = bench.make_model("resnet18", 2)
     loaders = data.image_loaders(root, preset, batch_size=32, device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    history = bench.quiet(train.fit, model, loaders, optimizer, args.epochs, device=device, progress=False)
+    history = train.fit(model, loaders, optimizers.sgd(model, 0.01), args.epochs, device=device, verbose=False)
     sync()
     total = time.perf_counter() - start
     seconds = sorted(history.column("seconds"))
@@ -58,20 +57,11 @@ def main():
     assert abs(again - history.best_val_acc) <= 1.5 / len(loaders["val"].dataset), "best weights restored"
 
     t_model = copy.deepcopy(model).to(device)
-    t_loaders = bench.tutorial_loaders(root, preset)
-    t_opt = torch.optim.SGD(t_model.parameters(), lr=0.001, momentum=0.9)
+    t_loaders = tutorial.loaders(root, preset)
+    t_opt = optimizers.sgd(t_model, 0.001)
 
     def tutorial_epoch_on_gpu():
-        for phase in ("train", "val"):
-            t_model.train(phase == "train")
-            for inputs, labels in t_loaders[phase]:
-                inputs, labels = inputs.to(device), labels.to(device)
-                with torch.set_grad_enabled(phase == "train"):
-                    loss = nn.functional.cross_entropy(t_model(inputs), labels)
-                    if phase == "train":
-                        t_opt.zero_grad()
-                        loss.backward()
-                        t_opt.step()
+        tutorial.train_epoch(t_model, t_loaders, nn.CrossEntropyLoss(), t_opt, device)
         sync()
     tutorial_epoch_on_gpu()  # warm-up (workers, cuDNN)
     t_seconds, _ = bench.timed(tutorial_epoch_on_gpu)
@@ -84,9 +74,8 @@ def main():
 
     def cached():
         feats = features.feature_loaders(fe_model, plain, device=device)
-        head = zoo.head(fe_model)[1]
-        return bench.quiet(train.fit, head, feats, torch.optim.SGD(head.parameters(), lr=0.01, momentum=0.9),
-                           25, device=device, progress=False)
+        head = zoo.head(fe_model).layer
+        return train.fit(head, feats, optimizers.sgd(head, 0.01), 25, device=device, verbose=False)
     fe_seconds, fe_history = bench.timed(cached)
     print(f"feature extraction on cached features, 25 head epochs: {fe_seconds:.1f} s, "
           f"best val acc {fe_history.best_val_acc:.3f}")

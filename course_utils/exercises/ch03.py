@@ -37,7 +37,7 @@ def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, mea
                             f"turn the head's back on.")
     _require(all(p.requires_grad for p in head.parameters()),
              f"The head {head_name} is frozen too ({trainable:,} trainable parameters): nothing can learn. "
-             f"After freezing everything, set requires_grad = True on zoo.head(my_model)[1]'s parameters.")
+             f"After freezing everything, set requires_grad = True on zoo.head(my_model).layer's parameters.")
     reference = pretrained.state_dict()
     for key, value in my_model.state_dict().items():
         if key.startswith(head_name + "."):
@@ -50,7 +50,7 @@ def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, mea
                                     f"train.fit or on features.feature_loaders, which keep them fixed.")
             raise ExerciseError(f"The base's weights changed ({key}): it was trained. Freeze the base before "
                                 f"building the optimizer and training.")
-    _require(not torch.equal(head.weight.detach().cpu(), zoo.head(pretrained)[1].weight.detach().cpu()),
+    _require(not torch.equal(head.weight.detach().cpu(), zoo.head(pretrained).layer.weight.detach().cpu()),
              "Your head still has the weights it was created with: train it (train.fit on the head "
              "and your feature loaders).")
 
@@ -96,8 +96,6 @@ def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, mea
 
 def _probe_03(x, y, val_x, val_y, per_class: int, lr: float, momentum: float, epochs: int, seed: int) -> float:
     """Best validation accuracy of a fresh Linear head trained on the first `per_class` rows of each class."""
-    import contextlib
-    import io
 
     import torch
     from torch import nn
@@ -112,9 +110,8 @@ def _probe_03(x, y, val_x, val_y, per_class: int, lr: float, momentum: float, ep
     loaders = {"train": DataLoader(TensorDataset(x[rows], y[rows]), batch_size=32, shuffle=True,
                                    generator=torch.Generator().manual_seed(seed)),
                "val": DataLoader(TensorDataset(val_x, val_y), batch_size=256)}
-    with contextlib.redirect_stdout(io.StringIO()):
-        history = train.fit(head, loaders, torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum), epochs,
-                            device=torch.device("cpu"), progress=False)
+    history = train.fit(head, loaders, torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum), epochs,
+                        device=torch.device("cpu"), verbose=False)
     return history.best_val_acc
 
 

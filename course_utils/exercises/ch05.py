@@ -6,13 +6,13 @@ from ._common import ExerciseError, _number, _require, _not_done, passed
 
 def check_05_stable_lr(max_stable_lr, surface) -> None:
     """The largest learning rate for which plain gradient descent converges on the quadratic
-    `surface` (optim.VALLEY): 2 / λ_max, λ_max the largest eigenvalue of its Hessian."""
+    `surface` (optimizers.VALLEY): 2 / λ_max, λ_max the largest eigenvalue of its Hessian."""
     import torch
 
-    from .. import optim
+    from .. import optimizers
 
     got = _number(max_stable_lr, "max_stable_lr", "a learning rate")
-    low, high = torch.linalg.eigvalsh(optim.hessian(surface, surface.start)).tolist()
+    low, high = torch.linalg.eigvalsh(optimizers.hessian(surface, surface.start)).tolist()
     want = 2 / high
     if abs(got - want) > 1e-3 * want:
         smallest = ("you used the smallest curvature, of the flat direction. The steep direction overshoots "
@@ -34,7 +34,7 @@ def check_05_stable_lr(max_stable_lr, surface) -> None:
                             f"minimum by (1 - ηλ): for which η does that shrink for every λ?")
     finals = {}
     for factor in (0.95, 1.05):
-        points = optim.descend(surface, surface.start, factor * want, 200)
+        points = optimizers.descend(surface, surface.start, factor * want, 200)
         finals[factor] = float(surface(points[-1]) - surface.min_loss)
     passed(f"2 / λ_max = 2 / {high:g} = {want:.4g}. Plain gradient descent for 200 steps: loss above the minimum "
            f"{finals[0.95]:.2g} at 0.95 x that rate, {finals[1.05]:.3g} at 1.05 x (it diverges). With momentum β "
@@ -111,13 +111,13 @@ def _scaled_walk_05(f, start, lrs, beta, rescale):
     """The scaled momentum form with v multiplied by rescale(new_lr, old_lr) whenever the rate changes."""
     import torch
 
-    from .. import optim
+    from .. import optimizers
 
     theta = torch.as_tensor(start, dtype=torch.float64)
     v, points, previous = torch.zeros_like(theta), [theta], lrs[0]
     for lr in lrs:
         v = v * rescale(lr, previous)
-        theta, v = optim.scaled_momentum_step(theta, v, optim.gradient(f, theta), lr, beta)
+        theta, v = optimizers.scaled_momentum_step(theta, v, optimizers.gradient(f, theta), lr, beta)
         points.append(theta)
         previous = lr
     return torch.stack(points)
@@ -129,12 +129,12 @@ def check_05_rescaled_momentum(my_descend) -> None:
     torch.optim.SGD(momentum=beta) exactly. Tried on a step decay and on a warm-up."""
     import torch
 
-    from .. import optim
+    from .. import optimizers
 
     _not_done(my_descend, "my_descend")
     schedules = {
-        "the valley, rate divided by 10 after 30 steps": (optim.VALLEY, [0.15] * 30 + [0.015] * 30),
-        "Rosenbrock, a 20-step warm-up then a decay": (optim.ROSENBROCK, [1e-3 * (i + 1) / 20 for i in range(20)]
+        "the valley, rate divided by 10 after 30 steps": (optimizers.VALLEY, [0.15] * 30 + [0.015] * 30),
+        "Rosenbrock, a 20-step warm-up then a decay": (optimizers.ROSENBROCK, [1e-3 * (i + 1) / 20 for i in range(20)]
                                                       + [1e-3] * 60 + [1e-4] * 20),
     }
     beta = 0.9
@@ -150,7 +150,7 @@ def check_05_rescaled_momentum(my_descend) -> None:
             got = torch.as_tensor(got, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError):
             got = torch.stack([torch.as_tensor(p, dtype=torch.float64) for p in got])
-        want = optim.descend_torch(surface, surface.start, lrs, beta=beta)
+        want = optimizers.descend_torch(surface, surface.start, lrs, beta=beta)
         _require(tuple(got.shape) == tuple(want.shape),
                  f"On {case}: you return shape {tuple(got.shape)}; expected {tuple(want.shape)}: the start point "
                  f"and the point after each of the {len(lrs)} steps.")
@@ -168,7 +168,7 @@ def check_05_rescaled_momentum(my_descend) -> None:
         first = int((got - want).abs().amax(1).gt(1e-9 * (1 + want.abs().amax(1))).nonzero()[0])
         changes = [i for i in range(1, len(lrs)) if lrs[i] != lrs[i - 1]]
         hint = (" That is before the rate first changes: check the update itself, v ← βv + η∇L then θ ← θ - v "
-                "(optim.scaled_momentum_step), with the gradient taken at the current point."
+                "(optimizers.scaled_momentum_step), with the gradient taken at the current point."
                 if not changes or first <= changes[0] else
                 f" The rate changes at steps {changes[:3]}{'...' if len(changes) > 3 else ''}: rescale the velocity "
                 f"before the update that uses the new rate.")

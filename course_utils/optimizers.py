@@ -1,4 +1,8 @@
-"""Optimizers up close: 2-D loss surfaces, momentum written by hand, the learning-rate range test.
+"""Optimizers: the course's SGD, and optimizers up close (2-D loss surfaces, momentum by hand,
+the learning-rate range test).
+
+- `sgd`: SGD with momentum on a model's trainable parameters (or given parameter groups), the
+  optimizer every chapter uses;
 
 - `Surface`, `VALLEY`, `ROSENBROCK`, `LOCAL_MINIMUM`: toy losses of a point (x, y), where
   every step of an optimizer can be drawn;
@@ -6,7 +10,8 @@
   few lines each, and `descend`, which applies one from a start point;
 - `descend_torch`: the same walk with `torch.optim.SGD`, to compare with the hand-written rules;
 - `plot_runs`: trajectories on a contour plot beside the loss against the step;
-- `lr_range_test`, `plot_range_test`: the learning-rate range test on a real model.
+- `lr_range_test`, `plot_range_test`: the learning-rate range test on a real model, one
+  `train.step` per batch.
 """
 from __future__ import annotations
 
@@ -20,8 +25,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import settings, zoo
-from .train import _to_device, autocast_dtype
+from . import settings, train, zoo
+
+
+def sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.SGD:
+    """`torch.optim.SGD` with momentum over `params`: a model (its trainable parameters), or
+    parameters / parameter groups (e.g. `finetune.param_groups`)."""
+    if isinstance(params, nn.Module):
+        params = [p for p in params.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 # --- 2-D loss surfaces ---------------------------------------------------------------------------
@@ -210,7 +222,7 @@ def lr_range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, st
     average with factor `smoothing`, bias-corrected.
     """
     device = device or settings.pick_device()
-    dtype = autocast_dtype(device)
+    dtype = train.autocast_dtype(device)
     criterion = nn.CrossEntropyLoss()
     model.to(device, memory_format=torch.channels_last)
     saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
@@ -228,11 +240,7 @@ def lr_range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, st
                 inputs, labels = next(batches)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = criterion(model(_to_device(inputs, device)).float(), labels.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, _ = train.step(model, inputs, labels, criterion, device, dtype, optimizer)
             value = loss.item()
             average = smoothing * average + (1 - smoothing) * value
             result.lrs.append(lr)

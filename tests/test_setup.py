@@ -1,4 +1,5 @@
 """The course's setup: pinned dependencies, the CI entry point, and clean committed notebooks."""
+import copy
 import importlib.metadata
 import importlib.util
 import json
@@ -12,13 +13,27 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 MARK = "NBVAL_CHECK_OUTPUT"
+_spec = importlib.util.spec_from_file_location("course_tools_notebooks", ROOT / "tools" / "notebooks.py")
+TOOL = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(TOOL)
 
 
-# --- dependency pins -----------------------------------------------------------------------------
+# --- dependencies: ranges in pyproject.toml, exact pins in constraints.txt and environment.yml ----
 
-def pyproject_pins() -> list[str]:
+def pyproject() -> dict:
     with open(ROOT / "pyproject.toml", "rb") as f:
-        return tomllib.load(f)["project"]["dependencies"]
+        return tomllib.load(f)["project"]
+
+
+def requirements() -> list[str]:
+    """Every requirement of the package and of its extras."""
+    project = pyproject()
+    return project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+
+
+def constraint_pins() -> list[str]:
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
 def environment_pip_pins(text: str) -> list[str]:
@@ -44,7 +59,11 @@ def environment_pip_pins(text: str) -> list[str]:
 def split_pin(pin: str) -> tuple[str, str]:
     m = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*==\s*([A-Za-z0-9_.+\-]+)", pin)
     assert m, f"{pin!r} is not an exact pin (name==version)"
-    return m[1].lower().replace("_", "-"), m[2]
+    return canonical(m[1]), m[2]
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def test_environment_parser_reads_pip_section():
@@ -52,37 +71,66 @@ def test_environment_parser_reads_pip_section():
     assert environment_pip_pins(text) == ["a==1", "b==2"]
 
 
-def test_environment_yml_pins_equal_pyproject():
+def test_environment_yml_pins_equal_constraints():
     env = environment_pip_pins((ROOT / "environment.yml").read_text())
-    project = pyproject_pins()
-    assert env == project
-    assert len({split_pin(p)[0] for p in project}) == len(project)  # no package twice
+    pins = constraint_pins()
+    assert env == pins
+    assert len({split_pin(p)[0] for p in pins}) == len(pins)  # no package twice
 
 
-def test_every_dependency_is_pinned_exactly():
-    for pin in pyproject_pins():
-        split_pin(pin)
+def test_package_requirements_are_ranges_each_pinned_inside_its_range():
+    """pyproject.toml gives ranges (an install into Colab or a conda env keeps the host's
+    versions where they fit); constraints.txt pins every one of them exactly, inside the range."""
+    from packaging.requirements import Requirement
+    pins = dict(split_pin(p) for p in constraint_pins())
+    for text in requirements():
+        req = Requirement(text)
+        assert not any(s.operator in ("==", "===") for s in req.specifier), f"{text}: a range, not a pin"
+        name = canonical(req.name)
+        assert name in pins, f"{req.name} has no pin in constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{pins[name]} is outside {text}"
+    assert set(pins) == {canonical(Requirement(t).name) for t in requirements()}, "a pin for nothing required"
+
+
+def test_test_and_server_tools_are_extras_not_dependencies():
+    from packaging.requirements import Requirement
+    core = {canonical(Requirement(t).name) for t in pyproject()["dependencies"]}
+    extras = pyproject()["optional-dependencies"]
+    assert not core & {"pytest", "nbval", "jupyterlab", "nbgrader", "ipykernel"}
+    assert {"lab", "test", "instructor"} <= set(extras)
+    assert "nbgrader" in {canonical(Requirement(t).name) for t in extras["instructor"]}
+
+
+def test_make_installs_with_the_constraints_and_every_extra():
+    makefile = (ROOT / "Makefile").read_text()
+    extras = re.search(r"^EXTRAS\s*:?=\s*(\S+)", makefile, re.M)[1].split(",")
+    assert sorted(extras) == sorted(pyproject()["optional-dependencies"])
+    assert re.search(r"pip install -c constraints\.txt -e \"\.\[\$\(EXTRAS\)\]\"", makefile)
 
 
 def test_torch_and_torchvision_pins():
-    pins = dict(split_pin(p) for p in pyproject_pins())
+    pins = dict(split_pin(p) for p in constraint_pins())
     assert pins["torch"] == "2.14.1"
     assert pins["torchvision"] == "0.29.1"
 
 
-def test_environment_python_matches_requires_python():
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        requires = tomllib.load(f)["project"]["requires-python"]
+def test_python_version_is_311_everywhere():
+    requires = pyproject()["requires-python"]
+    assert requires == ">=3.11"
     m = re.search(r"^\s*-\s*python=(\d+)\.(\d+)", (ROOT / "environment.yml").read_text(), re.M)
     assert m, "environment.yml pins no python version"
-    low = tuple(int(x) for x in re.fullmatch(r">=(\d+)\.(\d+)", requires).groups())
-    assert (int(m[1]), int(m[2])) >= low
+    assert (int(m[1]), int(m[2])) >= (3, 11)
+    spec = importlib.util.spec_from_file_location("check_python", ROOT / "tools" / "check_python.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    assert check.NEED == (3, 11)
+    assert "3.11" in (ROOT / "README.md").read_text() and "3.10+" not in (ROOT / "README.md").read_text()
 
 
 def test_installed_versions_match_pins():
     """The environment the tests run in is the one the course pins (local labels like +cpu aside)."""
     wrong = {}
-    for pin in pyproject_pins():
+    for pin in constraint_pins():
         name, version = split_pin(pin)
         installed = importlib.metadata.version(name)
         if installed.split("+")[0] != version:
@@ -132,6 +180,16 @@ def notebook_problems(nb) -> list[str]:
         problems.append("the `# Parameters` cell does not mention COURSE_DATASET")
     if not any(c.cell_type == "markdown" and re.search(r"^## Exercises\b", c.source, re.M) for c in nb.cells):
         problems.append("no markdown heading `## Exercises`")
+    derived = copy.deepcopy(nb)
+    try:
+        TOOL.exam_metadata(derived)
+    except ValueError as err:
+        problems.append(str(err))
+    else:
+        for i, (cell, want) in enumerate(zip(nb.cells, derived.cells)):
+            if (cell.metadata.get("nbgrader"), cell.metadata.get("tags")) != \
+                    (want.metadata.get("nbgrader"), want.metadata.get("tags")):
+                problems.append(f"cell {i}: nbgrader metadata or tags differ from what tools/notebooks.py derives")
     return problems
 
 
@@ -143,13 +201,15 @@ def _notebook(*cells):
 
 def _clean_example():
     out = nbformat.v4.new_output("stream", name="stdout", text="2 classes\n")
-    return _notebook(
+    nb = _notebook(
         nbformat.v4.new_markdown_cell("# 01 Model zoo"),
         nbformat.v4.new_code_cell("# Parameters\nimport os\ndataset = os.environ.get('COURSE_DATASET')"),
         nbformat.v4.new_code_cell(f"# {MARK}\nprint('2 classes')", execution_count=3, outputs=[out]),
         nbformat.v4.new_markdown_cell("## Exercises\n1. Try another model."),
         nbformat.v4.new_code_cell("answer = ..."),
     )
+    TOOL.exam_metadata(nb)
+    return nb
 
 
 def test_notebook_checker_accepts_a_clean_notebook():
@@ -171,16 +231,19 @@ def test_notebook_checker_finds_each_problem():
     nb.cells[1].source = "# Parameters\nepochs = 3"
     nb.cells[3].source = "### Exercises"
     assert notebook_problems(nb) == ["the `# Parameters` cell does not mention COURSE_DATASET",
-                                     "no markdown heading `## Exercises`"]
+                                     "no markdown heading `## Exercises`",
+                                     "cell 3: nbgrader metadata or tags differ from what tools/notebooks.py derives"]
     nb.cells[1].source = "epochs = 3"
     assert "no code cell starting with `# Parameters`" in notebook_problems(nb)
+    assert "cell 1: nbgrader metadata or tags differ from what tools/notebooks.py derives" in notebook_problems(nb)
+    nb = _clean_example()
+    nb.cells[3].source += "\nthe lines between `### BEGIN SOLUTION` and `### END SOLUTION` are removed"
+    assert any(p.startswith("cell 3:") and "solution marker" in p for p in notebook_problems(nb))
 
 
 def test_tools_notebooks_clean_produces_a_clean_notebook():
     """tools/notebooks.py's clean() and this file's checker agree on the convention."""
-    spec = importlib.util.spec_from_file_location("course_tools_notebooks", ROOT / "tools" / "notebooks.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = TOOL
     assert tool.MARK == MARK
     nb = _clean_example()
     for i, cell in enumerate(nb.cells):  # as if just executed

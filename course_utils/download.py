@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import ssl
 import tempfile
 import time
 import urllib.error
@@ -70,7 +71,7 @@ def hymenoptera(data_dir: Path | None = None, mirror: Path | None = None,
 
     if verbose:
         print(f"Downloading {url}")
-    return _install(lambda tmp: _download_and_unzip(url, tmp, data_dir), target)
+    return _install(lambda tmp: _download_and_unzip(url, tmp, data_dir, verbose), target)
 
 
 def _install(fill, target: Path) -> Path:
@@ -118,22 +119,56 @@ def _fill_and_rename(fill, target: Path) -> Path:
     return target
 
 
-def _download_and_unzip(url: str, tmp: Path, data_dir: Path) -> None:
+def _download_and_unzip(url: str, tmp: Path, data_dir: Path, verbose: bool = True) -> None:
     archive = tmp / "download.zip"
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
-            shutil.copyfileobj(response, out)
+            _copy_with_progress(response, out, verbose)
         with zipfile.ZipFile(archive) as zf:
             bad = zf.testzip()
             if bad:
                 raise zipfile.BadZipFile(f"corrupt member {bad}")
             zf.extractall(tmp)
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError, http.client.HTTPException) as err:
+        if certificate_problem(err):
+            raise DataUnavailable(f"Could not download {url}: {certificate_problem(err)}") from err
         raise DataUnavailable(
             f"Could not download {url} ({err}). On a machine with internet, download that zip "
             f"and unzip it into {data_dir} (so that {data_dir / NAME}/train "
             f"exists), or set COURSE_DATA_MIRROR to a folder that holds {NAME}/. "
             f"`make fetch` does this for a whole lab.") from err
+
+
+def _copy_with_progress(response, out, verbose: bool, block: int = 1 << 16) -> None:
+    """Copy the response into `out`, printing a line at every tenth of the download (every
+    5 MB when the server does not say the size)."""
+    total = int(response.headers.get("Content-Length") or 0)
+    step = max(total // 10, 1) if total else 5_000_000
+    done, shown = 0, 0
+    for chunk in iter(lambda: response.read(block), b""):
+        out.write(chunk)
+        done += len(chunk)
+        if verbose and (done - shown >= step or done == total):
+            shown = done
+            of = f" of {total / 1e6:.1f} MB ({done / total:.0%})" if total else " MB"
+            print(f"  {done / 1e6:.1f}{of}", flush=True)
+    if total and done != total:  # http.client returns a short body without complaint
+        raise ConnectionError(f"the connection closed after {done:,} of {total:,} bytes")
+
+
+def certificate_problem(err: BaseException) -> str | None:
+    """If `err` is a failed TLS certificate check (CERTIFICATE_VERIFY_FAILED, often a macOS
+    Python without its certificates), what happened and how to fix it; else None."""
+    reason = getattr(err, "reason", None) if isinstance(err, urllib.error.URLError) else err
+    if not (isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(err)):
+        return None
+    return ("this Python could not verify the server's certificate (CERTIFICATE_VERIFY_FAILED): "
+            "the connection works, but Python has no list of trusted certificate authorities. "
+            "On macOS with Python from python.org, run \"Install Certificates.command\" in its folder "
+            "under /Applications (e.g. /Applications/Python 3.11/), then restart the kernel. Elsewhere: "
+            "`pip install certifi`, then set SSL_CERT_FILE to the path that `python -m certifi` prints "
+            "before starting Jupyter. Behind a network that inspects TLS, point SSL_CERT_FILE at "
+            "its certificate authority's file.")
 
 
 def verify(root: Path) -> list[str]:

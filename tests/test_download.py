@@ -1,8 +1,14 @@
 """download: verified install from a mirror or a zip; nothing half-written is ever left behind."""
 import hashlib
+import http.server
+import io
 import os
 import shutil
+import ssl
 import stat
+import subprocess
+import threading
+import urllib.error
 import zipfile
 from pathlib import Path
 
@@ -20,9 +26,8 @@ def manifest_files() -> list[str]:
 
 @pytest.fixture
 def offline(monkeypatch):
-    """No configured or default mirror: hymenoptera() must use the URL it is given."""
-    monkeypatch.setattr(settings, "MIRROR", None)
-    monkeypatch.setattr(download, "DEFAULT_MIRRORS", [])
+    """No configured mirror: hymenoptera() must use the URL it is given."""
+    monkeypatch.delenv("COURSE_DATA_MIRROR", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -92,13 +97,12 @@ def test_verified_copy_is_reused_without_copying(hymenoptera, hymenoptera_data_d
 
 @pytest.mark.parametrize("use", ["environment", "argument-is-the-folder-itself"])
 def test_mirror_from_environment_or_given_directly(monkeypatch, tmp_path, data_mirror, capsys, use):
-    monkeypatch.setattr(download, "DEFAULT_MIRRORS", [])
     data_dir = tmp_path / "data"
     if use == "environment":
-        monkeypatch.setattr(settings, "MIRROR", data_mirror)
+        monkeypatch.setenv("COURSE_DATA_MIRROR", str(data_mirror))
         root = download.hymenoptera(data_dir=data_dir, url="http://127.0.0.1:9/never.zip")
     else:
-        monkeypatch.setattr(settings, "MIRROR", None)
+        monkeypatch.delenv("COURSE_DATA_MIRROR", raising=False)
         root = download.hymenoptera(data_dir=data_dir, mirror=data_mirror / NAME,
                                     url="http://127.0.0.1:9/never.zip")
     assert root == data_dir / NAME and (root / download.DONE_MARKER).is_file()
@@ -243,7 +247,7 @@ def test_zip_with_wrong_content_fails_verification(offline, tmp_path):
 def test_failed_download_message_names_the_folder_in_use(offline, tmp_path):
     """The hand-placement instructions must name the data_dir this call uses, not the default."""
     data_dir = tmp_path / "my-data"
-    assert data_dir != settings.DATA_DIR
+    assert data_dir != settings.data_dir()
     with pytest.raises(download.DataUnavailable) as err:
         download.hymenoptera(data_dir=data_dir, url="http://127.0.0.1:9/x.zip", verbose=False)
     assert str(data_dir / NAME) in str(err.value)
@@ -338,3 +342,129 @@ def test_read_only_complete_copy_is_accepted_without_a_marker(mirror_source, tmp
         return real_write_text(self, *args, **kwargs)
     monkeypatch.setattr(Path, "write_text", read_only)
     assert download.hymenoptera(data_dir=data_dir, mirror=tmp_path / "no-mirror", verbose=False) == target
+
+
+# --- over real HTTP: a loopback server started by the test ---------------------------------------
+
+@pytest.fixture
+def small_dataset(tmp_path, monkeypatch) -> bytes:
+    """A five-file hymenoptera_data/ zipped (one file of 600 kB, so the download has several
+    progress lines), with the course's manifest replaced by one that lists exactly these files."""
+    files = {f"{NAME}/{split}/{cls}/{i}.jpg": os.urandom(600_000 if (split, cls, i) == ("train", "ants", 0) else 300)
+             for split in ("train", "val") for cls in ("ants", "bees") for i in range(1 + (split == "train"))}
+    lines, buffer = [], io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for rel, data in files.items():
+            zf.writestr(rel, data)
+            lines.append(f"{hashlib.sha256(data).hexdigest()}  {rel}")
+    manifest = tmp_path / "small.sha256"
+    manifest.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(download, "MANIFEST", manifest)
+    monkeypatch.delenv("COURSE_DATA_MIRROR", raising=False)
+    return buffer.getvalue()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """/ok.zip the archive; /missing.zip 404; /dropped.zip half the archive, then the connection
+    closes; /page.zip an HTML page with status 200 (a captive portal, a proxy's error page)."""
+
+    def do_GET(self):
+        body = self.server.body
+        if self.path == "/missing.zip":
+            self.send_error(404, "Not Found")
+            return
+        if self.path == "/page.zip":
+            body = b"<html><body>Please log in to the network</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip" if self.path != "/page.zip" else "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:len(body) // 2] if self.path == "/dropped.zip" else body)
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(body: bytes, tls: ssl.SSLContext | None = None):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.body = body
+    if tls:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}"
+
+
+@pytest.fixture
+def http_server(small_dataset):
+    server, base = _serve(small_dataset)
+    yield base
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_download_installs_and_verifies_with_progress(http_server, tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    root = download.hymenoptera(data_dir=data_dir, url=f"{http_server}/ok.zip")
+    assert root == data_dir / NAME and (root / download.DONE_MARKER).is_file()
+    assert download.verify(root) == []
+    assert [p.name for p in data_dir.iterdir()] == [NAME]  # no temporary folder, no zip left
+    progress = [line for line in capsys.readouterr().out.splitlines() if " MB (" in line]
+    assert len(progress) >= 5 and progress[-1].endswith("(100%)"), progress
+
+
+@pytest.mark.parametrize("path, says", [("missing.zip", "HTTP Error 404"),
+                                        ("dropped.zip", "connection closed after"),
+                                        ("page.zip", "not a zip file")])
+def test_http_download_failures_explain_and_leave_nothing(http_server, tmp_path, path, says):
+    data_dir = tmp_path / "data"
+    with pytest.raises(download.DataUnavailable) as err:
+        download.hymenoptera(data_dir=data_dir, url=f"{http_server}/{path}", verbose=False)
+    message = str(err.value)
+    assert says in message and f"{http_server}/{path}" in message, message
+    _assert_explains_manual_placement(message)
+    assert_nothing_installed(data_dir)
+    # the next attempt, against a working server, installs normally
+    assert download.verify(download.hymenoptera(data_dir=data_dir, url=f"{http_server}/ok.zip", verbose=False)) == []
+
+
+def test_certificate_failure_is_named_with_its_fix():
+    wrapped = urllib.error.URLError(ssl.SSLCertVerificationError(
+        1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate"))
+    for err in (wrapped, wrapped.reason):
+        hint = download.certificate_problem(err)
+        assert "CERTIFICATE_VERIFY_FAILED" in hint and "Install Certificates.command" in hint
+        assert "certifi" in hint and "SSL_CERT_FILE" in hint
+    assert download.certificate_problem(urllib.error.URLError(ConnectionRefusedError(111, "refused"))) is None
+    assert download.certificate_problem(OSError(28, "No space left on device")) is None
+
+
+@pytest.fixture
+def https_server(small_dataset, tmp_path):
+    """A loopback HTTPS server whose self-signed certificate no trust store knows."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make the test's certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server, base = _serve(small_dataset, tls)
+    yield base, cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_untrusted_certificate_gets_its_own_message_and_the_fix_works(https_server, tmp_path, monkeypatch):
+    base, cert = https_server
+    data_dir = tmp_path / "data"
+    with pytest.raises(download.DataUnavailable) as err:
+        download.hymenoptera(data_dir=data_dir, url=f"{base}/ok.zip", verbose=False)
+    message = str(err.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "Install Certificates.command" in message
+    assert "internet" not in message.lower().replace("on a machine with internet", "")
+    assert_nothing_installed(data_dir)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the advice: point SSL_CERT_FILE at trusted certificates
+    assert download.verify(download.hymenoptera(data_dir=data_dir, url=f"{base}/ok.zip", verbose=False)) == []

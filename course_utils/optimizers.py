@@ -211,7 +211,7 @@ class RangeTest:
 
 def lr_range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, start_lr: float = 1e-5,
                   end_lr: float = 1.0, steps: int = 100, smoothing: float = 0.9, diverge: float = 4.0,
-                  device: torch.device | None = None) -> RangeTest:
+                  device: torch.device | None = None, seed: int | None = None) -> RangeTest:
     """The learning-rate range test (L. Smith 2017, fastai's `lr_find`): one training step per
     batch, the rate growing exponentially from `start_lr` to `end_lr` over `steps` batches
     (cycling through `loader`), recording each batch's loss. Stops early once the smoothed loss
@@ -219,13 +219,15 @@ def lr_range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, st
 
     A measurement, not a training loop: the model and the optimizer get their weights and state
     back afterwards. Train models with `train.fit`. Loss smoothing: an exponential moving
-    average with factor `smoothing`, bias-corrected.
+    average with factor `smoothing`, bias-corrected. `seed` (see `train.reseed`) makes it repeatable.
     """
     device = device or settings.pick_device()
     dtype = train.autocast_dtype(device)
     criterion = nn.CrossEntropyLoss()
     model.to(device, memory_format=torch.channels_last)
     saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    if seed is not None:
+        train.reseed([loader], seed)
     result = RangeTest([], [], [])
     average, batches = 0.0, iter(loader)
     model.train()

@@ -347,7 +347,8 @@ class SourceAndTarget:
 
 
 def dann_fit(dann: DANN, source: DataLoader, target: DataLoader, optimizer: torch.optim.Optimizer,
-             epochs: int, device: torch.device | None = None, max_alpha: float = 1.0) -> train.History:
+             epochs: int, device: torch.device | None = None, max_alpha: float = 1.0,
+             seed: int | None = None) -> train.History:
     """Train `dann` on labelled `source` batches and unlabelled `target` batches (their labels,
     if any, are never read): `train.train_one_epoch` per epoch, over `SourceAndTarget` batches with
     `DANNLoss`. The reversal strength rises from 0 to `max_alpha` (DANN's schedule), set before
@@ -356,7 +357,10 @@ def dann_fit(dann: DANN, source: DataLoader, target: DataLoader, optimizer: torc
     There are no target labels to validate with: the model ends with its last weights, and the
     History names no best epoch (best_epoch and best_val_acc are None). One row per epoch: class
     loss, domain loss, domain accuracy, source accuracy, alpha, seconds. Ctrl-C keeps the epochs so far.
+    `seed` (see `train.reseed`) makes the run repeatable.
     """
+    if seed is not None:
+        train.reseed([source, target], seed)
     device = device or settings.pick_device()
     dann.to(device)
     dtype = train.autocast_dtype(device)

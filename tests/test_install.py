@@ -116,3 +116,25 @@ def test_lab_targets_pass_lab_args(target, expect):
 def test_make_clean_keeps_the_students_work():
     result = make("-n", "clean")
     assert "rm -rf .venv" in result.stdout and "student" not in result.stdout and "data" not in result.stdout
+
+
+def test_an_installed_package_keeps_its_data_out_of_site_packages(tmp_path):
+    """`pip install .` (Colab, JupyterHub): the package has no source checkout around it, so the
+    data goes to the per-user cache, and the checksum manifest ships with it."""
+    import shutil
+    source, target = tmp_path / "source", tmp_path / "site-packages"  # a copy: no build/ left in the repo
+    shutil.copytree(ROOT / "course_utils", source / "course_utils", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
+    assert (target / "course_utils" / "hymenoptera_data.sha256").is_file()
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_DATA_DIR"}
+    env.update(PYTHONPATH=str(target), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    code = "import course_utils; from course_utils import settings; print(course_utils.__file__); print(settings.data_dir())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    package, data_dir = out.stdout.split()
+    assert Path(package).is_relative_to(target)
+    assert Path(data_dir) == tmp_path / "cache" / "transfer-learning-course"

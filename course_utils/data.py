@@ -205,7 +205,7 @@ def _decoded(root: Path, split: str, short_side: int, per_class: int | None, see
     if skipped:
         lines = "\n".join(f"  {p.relative_to(root)}: {why}" for p, why in skipped)
         warnings.warn(f"{split}: skipped {len(skipped)} file(s) of {root}:\n{lines}",
-                      SkippedFilesWarning, stacklevel=3)
+                      SkippedFilesWarning, stacklevel=4)  # the caller of image_loaders
     empty = [c for i, c in enumerate(classes) if i not in set(labels)]
     if empty:
         raise DatasetError(f"{root}/{split} has no readable image for class(es) {empty}; "

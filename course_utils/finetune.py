@@ -58,7 +58,8 @@ def progressive(model: nn.Module, loaders: dict, phases: list[tuple[int | None, 
     (0: the head only), or everything trainable for `train_last=None`. A fresh optimizer
     from `make_optimizer(model)` per phase (it sees the newly trainable parameters).
     Rows gain `phase` (1, 2, ...) and `trainable` (parameter count); epochs are numbered
-    across phases. The model ends with the best weights of all phases.
+    across phases. The model ends with the best weights of all phases. With `seed=s` among
+    `fit_kwargs`, phase k runs with seed s + k - 1 (new batches in every phase, the same at every rerun).
     """
     history = train.History()
     best_weights = None
@@ -71,7 +72,9 @@ def progressive(model: nn.Module, loaders: dict, phases: list[tuple[int | None, 
         what = {None: "everything", 0: "the head"}.get(train_last, f"the head and the last {train_last} stage(s)")
         if fit_kwargs.get("verbose", True):
             print(f"phase {phase}: {what}, {count:,} trainable parameters")
-        part = train.fit(model, loaders, make_optimizer(model), epochs, **fit_kwargs)
+        seed = fit_kwargs.get("seed")
+        part = train.fit(model, loaders, make_optimizer(model), epochs,
+                         **dict(fit_kwargs, seed=None if seed is None else seed + phase - 1))
         offset = len(history.epochs)
         history.epochs += [dict(row, epoch=row["epoch"] + offset, phase=phase, trainable=count)
                            for row in part.epochs]

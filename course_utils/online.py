@@ -111,12 +111,13 @@ def fine_tune_on(model: nn.Module, samples: Data, epochs: int, lr: float, criter
                  seed: int = 0) -> train.History:
     """Fine-tune `model` on one batch of new data for `epochs` epochs of SGD, with `train.fit(verbose=False)`.
 
+    `seed` fixes the batch order and any dropout draws (`train.fit(seed=...)`): an update is repeatable.
     The stream has no validation data of its own: `train.fit` validates on the batch itself, so it
     keeps the epoch that fits the batch best. Held-out data is kept for measuring and for the gate."""
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
     loaders = {"train": data.tensor_loader(samples, batch_size, shuffle=True, seed=seed),
                "val": data.tensor_loader(samples, batch_size)}
-    return train.fit(model, loaders, optimizer, epochs, criterion=criterion, device=device, verbose=False)
+    return train.fit(model, loaders, optimizer, epochs, criterion=criterion, device=device, verbose=False, seed=seed)
 
 
 # --- rehearsal ------------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""The chapter-versus-measured ledger: what the textbook chapter claims, what this course measured.
+
+A notebook cell computes a number, then records it next to the chapter's claim:
+
+    ledger.record("fine-tuning after 5 epochs", says="94.77% val acc", measured=f"{acc:.3f}",
+                  holds=acc >= 0.90, model=name)
+
+prints one line a student reads under the cell, e.g.
+
+    [holds] fine-tuning after 5 epochs: chapter 94.77% val acc; measured 0.954 (efficientnet_lite0, full mode)
+
+and, when COURSE_LEDGER names a file (the full-mode course run sets it), appends the record
+there as one JSON line, so one command can print every chapter's claims in one table.
+`holds=None` records a headline number that confronts no claim.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import settings
+
+VERDICTS = {True: "holds", False: "does not hold", None: "measured"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim: str          # what is claimed, in a few words
+    says: str           # the chapter's statement or number ("" for a headline number)
+    measured: str       # the course's number, formatted
+    holds: bool | None  # True / False, or None for a number that confronts no claim
+    model: str          # the model that produced the number
+    mode: str           # "fast" or "full"
+
+    def line(self) -> str:
+        says = f"chapter {self.says}; " if self.says else ""
+        return f"[{VERDICTS[self.holds]}] {self.claim}: {says}measured {self.measured} ({self.model}, {self.mode} mode)"
+
+
+def record(claim: str, says: str, measured, holds: bool | None, model: str) -> Claim:
+    """Print the claim next to the measured value and, if COURSE_LEDGER is set, append it there."""
+    if holds is not None:
+        holds = bool(holds)
+    entry = Claim(claim, says, str(measured), holds, model, "fast" if settings.fast() else "full")
+    print(entry.line())
+    path = os.environ.get("COURSE_LEDGER", "").strip()
+    if path:
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(json.dumps(asdict(entry)) + "\n")
+    return entry
+
+
+def read(path: Path | str) -> list[Claim]:
+    """The records a run appended to `path` (none if the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [Claim(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def markdown(claims: list[Claim]) -> str:
+    """The records as a Markdown table: claim, chapter, measured, model, verdict."""
+    rows = ["| claim | chapter says | measured | model | verdict |", "|---|---|---|---|---|"]
+    rows += [f"| {c.claim} | {c.says or '–'} | {c.measured} | {c.model} | {VERDICTS[c.holds]} |" for c in claims]
+    return "\n".join(rows)

@@ -22,7 +22,7 @@ PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 # Extra options for `jupyter lab` (a port, a token, --no-browser), e.g. for the browser test.
 LAB_ARGS ?=
 
-.PHONY: lab lab-solutions test unit notebooks nbgrader bench fetch student clean
+.PHONY: lab lab-solutions test unit notebooks nbgrader browser-test bench fetch student clean
 
 # The environment. The Python version is checked before anything is created; a .venv without
 # the completion stamp (an install that failed or was interrupted) is removed, never reused.
@@ -56,6 +56,15 @@ notebooks: $(STAMP)  ## notebooks only
 
 nbgrader: $(STAMP)  ## the nbgrader round trip (release, autograde) on every chapter, fast mode
 	COURSE_FAST=1 COURSE_NBGRADER_ALL=1 MPLBACKEND=Agg $(PYTEST) tests/test_nbgrader.py --durations=15
+
+# The browser test needs Chromium (Debian: `apt-get install chromium`) and Playwright (the
+# `browser` extra, installed here once); .ci/run installs Chromium before calling it.
+$(VENV)/.browser: $(STAMP)
+	$(BIN)/python -m pip install -c constraints.txt -e ".[browser]"
+	touch $@
+
+browser-test: $(VENV)/.browser  ## every chapter run in JupyterLab in headless Chromium, fast mode
+	$(BIN)/python tools/browser_check.py
 
 bench: $(STAMP)  ## time the tutorial's loop against the course's (not part of make test)
 	$(BIN)/python tools/bench.py

@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 from torchvision.models import get_model, get_model_weights
 
-from . import lite
+from . import download, lite
 from .data import Preset
 
 FALLBACK = "efficientnet_lite0"
@@ -110,9 +110,10 @@ def load_pretrained(name: str, num_classes: int | None = None, fallback: str | N
             raise
         weights = get_model_weights(name).DEFAULT
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        print(f"Pretrained weights for {name} are not available ({type(err).__name__}); using the "
-              f"offline ImageNet model {fallback} instead. To use {name}: run `make fetch` with "
-              f"internet, or copy {weights.url} to {cached}.")
+        hint = download.certificate_problem(err)
+        print(f"Pretrained weights for {name} are not available ({type(err).__name__}"
+              f"{': ' + hint if hint else ''}); using the offline ImageNet model {fallback} instead. "
+              f"To use {name}: run `make fetch` with internet, or copy {weights.url} to {cached}.")
         name, model = fallback, lite.efficientnet_lite(fallback)
     if num_classes is not None:
         replace_head(model, num_classes)

@@ -252,6 +252,19 @@ def test_load_pretrained_falls_back_offline(hub_dir, capsys):
     assert all(torch.equal(state[k], reference[k]) for k in reference), "fallback is not the pretrained model"
 
 
+def test_fallback_names_a_certificate_failure(hub_dir, capsys, monkeypatch):
+    """A macOS Python without certificates is not "no internet": the fallback line says what to fix."""
+    import ssl
+
+    def untrusted(*args, **kwargs):
+        raise urllib.error.URLError(ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED]"))
+    monkeypatch.setattr(zoo, "get_model", untrusted)
+    _, _, name = zoo.load_pretrained("resnet18")
+    line = capsys.readouterr().out
+    assert name == "efficientnet_lite0"
+    assert "CERTIFICATE_VERIFY_FAILED" in line and "Install Certificates.command" in line and "SSL_CERT_FILE" in line
+
+
 def test_fallback_with_new_head(hub_dir, capsys):
     model, _, name = zoo.load_pretrained("resnet18", num_classes=2)
     assert name == "efficientnet_lite0"

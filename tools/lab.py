@@ -40,8 +40,19 @@ def kernel_environment() -> dict[str, str]:
     return dict(os.environ, JUPYTER_PATH=os.pathsep.join(dict.fromkeys(paths)))
 
 
+def lab_settings() -> None:
+    """Install the course's JupyterLab settings (lab/overrides.json: no "Jupyter news" pop-up, no
+    update check) where this environment's JupyterLab reads them."""
+    target = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    source = ROOT / "lab" / "overrides.json"
+    if not target.is_file() or target.read_bytes() != source.read_bytes():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes())
+
+
 def main(argv: list[str]) -> int:
     cmd, folder = command(argv)
+    lab_settings()
     if folder.name == "student":
         student.main(ROOT / "notebooks", folder)
         print("Solutions: `make lab-solutions` (or `python tools/lab.py --solutions`) opens notebooks/.")

@@ -5,16 +5,24 @@ class names come from the folder names. Each image is decoded and resized once i
 compact uint8 tensor kept in memory (`load_split`); every epoch then only crops, flips and
 normalises those tensors, which is what the model's preprocessing preset asks for, without
 paying for JPEG decoding again (the tutorial's loop decodes every image every epoch).
+
+A split too large for the memory budget (`settings.memory_budget`, COURSE_MEMORY_GB) is decoded
+once into a uint8 file on disk instead (`DiskImages`), from which each sample is read when the
+loader asks for it; the tensors are the same on both paths. `load_split` prints which path it took.
 """
 from __future__ import annotations
 
-import functools
+import hashlib
+import json
 import os
 import random
 import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
@@ -53,16 +61,32 @@ class Preset:
     resize: int = 256
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    colour_jitter: float = 0.0   # training: random brightness, contrast and saturation change up to +-this (0: none)
+    rotation: float = 0.0        # training: random rotation up to +-this many degrees (0: none)
 
     def scaled(self, crop: int) -> "Preset":
         """The same preset at another input size (fast mode uses smaller inputs)."""
         return replace(self, crop=crop, resize=round(crop * self.resize / self.crop))
 
+    def with_augmentation(self, colour_jitter: float = 0.0, rotation: float = 0.0) -> "Preset":
+        """The same preset whose training transform also jitters colours and/or rotates (chapter tip 3)."""
+        if colour_jitter < 0 or rotation < 0:
+            raise ValueError(f"colour_jitter and rotation are amounts (>= 0); got {colour_jitter} and {rotation}.")
+        return replace(self, colour_jitter=colour_jitter, rotation=rotation)
+
     def train_transform(self) -> v2.Compose:
-        """Augmentation for training, applied to one decoded uint8 image at a time."""
+        """Augmentation for training, applied to one decoded uint8 image at a time: a random
+        resized crop and a flip, plus colour jitter and rotation where the preset asks for them."""
+        extra = []
+        if self.rotation:
+            extra.append(v2.RandomRotation(self.rotation))
+        if self.colour_jitter:
+            extra.append(v2.ColorJitter(brightness=self.colour_jitter, contrast=self.colour_jitter,
+                                        saturation=self.colour_jitter))
         return v2.Compose([
             v2.RandomResizedCrop(self.crop, antialias=True),
             v2.RandomHorizontalFlip(),
+            *extra,
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(self.mean, self.std),
         ])
@@ -131,15 +155,56 @@ def decode(path: Path, short_side: int) -> torch.Tensor:
         return F.pil_to_tensor(img)
 
 
-class DecodedImages(Dataset):
-    """Decoded uint8 images in memory with their labels; `transform` runs per sample.
+class DiskImages(Sequence):
+    """Decoded uint8 images (3, H, W) stored one after another in a file; `images[i]` reads one.
 
+    What `DecodedImages.images` holds for a split cached on disk: a read-only sequence that
+    keeps only each image's offset and shape in memory. Each process opens the file itself, so
+    it travels to DataLoader workers as a few numbers.
+    """
+
+    def __init__(self, file: Path, offsets, shapes):
+        self.file, self.offsets, self.shapes = Path(file), tuple(offsets), tuple(tuple(s) for s in shapes)
+        self._handle = None
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        shape = self.shapes[i]
+        if self._handle is None or self._handle[0] != os.getpid():
+            self._handle = (os.getpid(), open(self.file, "rb"))
+        file = self._handle[1]
+        file.seek(self.offsets[i])
+        buffer = bytearray(shape[0] * shape[1] * shape[2])
+        if file.readinto(buffer) != len(buffer):
+            raise DatasetError(f"The decoded-image cache {self.file} is shorter than its index says; delete "
+                               f"it (and its .json) and load the data again.")
+        return torch.from_numpy(np.frombuffer(buffer, np.uint8).reshape(shape))
+
+    def subset(self, indices) -> "DiskImages":
+        return DiskImages(self.file, [self.offsets[i] for i in indices], [self.shapes[i] for i in indices])
+
+    def __getstate__(self):
+        return {**self.__dict__, "_handle": None}
+
+    def __repr__(self) -> str:
+        return f"DiskImages({len(self)} images in {self.file})"
+
+
+class DecodedImages(Dataset):
+    """Decoded uint8 images with their labels; `transform` runs per sample.
+
+    `images` is a list of tensors in memory, or a `DiskImages` for a split cached on disk.
     Each instance has its own lists (changing one never changes another); the image tensors
     themselves are shared and must not be modified in place.
     """
 
     def __init__(self, images, labels, classes, paths, transform=None):
-        self.images, self.labels, self.classes, self.paths = list(images), list(labels), list(classes), list(paths)
+        self.images = images if isinstance(images, DiskImages) else list(images)
+        self.labels, self.classes, self.paths = list(labels), list(classes), list(paths)
         self.transform = transform
 
     def __len__(self) -> int:
@@ -155,8 +220,15 @@ class DecodedImages(Dataset):
 
     def subset(self, indices) -> "DecodedImages":
         """The images at `indices` (in that order), with this dataset's transform."""
+        indices = list(indices)
         pick = lambda values: [values[i] for i in indices]  # noqa: E731
-        return DecodedImages(pick(self.images), pick(self.labels), self.classes, pick(self.paths), self.transform)
+        images = self.images.subset(indices) if isinstance(self.images, DiskImages) else pick(self.images)
+        return DecodedImages(images, pick(self.labels), self.classes, pick(self.paths), self.transform)
+
+
+CACHE_FORMAT = 1  # the disk cache's layout; a change makes every older cache file stale
+_CACHE: OrderedDict = OrderedDict()  # key -> (images, labels, paths, bytes held in memory)
+_CACHE_SPLITS = 8
 
 
 def load_split(root: Path, split: str, short_side: int, per_class: int | None = None,
@@ -164,25 +236,57 @@ def load_split(root: Path, split: str, short_side: int, per_class: int | None = 
     """Decode one split once per session; skip and report bad files.
 
     `per_class` keeps a seeded random subset of that many images per class (fast mode).
+    Where the decoded images fit in half of the memory budget (`settings.memory_budget()`,
+    COURSE_MEMORY_GB: train and val are held together) they stay in memory; else they are
+    written once, as uint8, to a file under `settings.data_dir()/decoded` and read one at a
+    time (`DiskImages`), and later sessions reuse that file while the split's files, the size
+    and the subset are unchanged. One printed line says which path was taken and why.
     Every call returns a new `DecodedImages` (its own lists, shared image tensors), so no
     caller sees another's changes.
     """
-    images, labels, classes, paths = _decoded(Path(root), split, short_side, per_class, seed)
+    root = Path(root)
+    classes = find_classes(root)
+    items, skipped = scan_split(root, split, classes)
+    budget = settings.memory_budget()
+    on_disk = _estimate_bytes(items, len(classes), short_side, per_class) > budget // 2
+    key = (_fingerprint(root, split, classes, items, short_side, per_class, seed), on_disk)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        images, labels, paths, _ = _CACHE[key]
+        return DecodedImages(images, labels, classes, paths)
+    if on_disk:
+        images, labels, paths, skipped, line = _disk_split(root, split, classes, items, skipped, short_side,
+                                                           per_class, seed, key[0], budget)
+        held = 0
+    else:
+        kept, skipped = _select(root, classes, items, skipped, short_side, per_class, seed, keep=lambda image: image)
+        paths, labels, images = kept
+        held = sum(image.numel() for image in images)
+        line = (f"{split}: {len(images):,} images decoded into memory, {_size(held)} (within half of the "
+                f"{_size(budget)} memory budget, COURSE_MEMORY_GB)")
+    if skipped:
+        lines = "\n".join(f"  {p.relative_to(root)}: {why}" for p, why in skipped)
+        warnings.warn(f"{split}: skipped {len(skipped)} file(s) of {root}:\n{lines}",
+                      SkippedFilesWarning, stacklevel=3)  # the caller of image_loaders
+    print(line)
+    _CACHE[key] = (images if on_disk else tuple(images), tuple(labels), tuple(paths), held)
+    while len(_CACHE) > _CACHE_SPLITS or (len(_CACHE) > 1 and sum(e[3] for e in _CACHE.values()) > budget):
+        _CACHE.popitem(last=False)  # the least recently used split goes first
     return DecodedImages(images, labels, classes, paths)
 
 
 def clear_decoded_cache() -> None:
-    """Forget every decoded split (frees its memory); the next `load_split` decodes again."""
-    _decoded.cache_clear()
+    """Forget every decoded split held by this process (frees its memory; disk caches stay);
+    the next `load_split` decodes again, or reads its disk cache."""
+    _CACHE.clear()
 
 
-@functools.lru_cache(maxsize=8)
-def _decoded(root: Path, split: str, short_side: int, per_class: int | None, seed: int) -> tuple[tuple, ...]:
-    """The decoded split as immutable tuples (images, labels, classes, paths): what `load_split` caches."""
-    classes = find_classes(root)
-    items, skipped = scan_split(root, split, classes)
+def _select(root, classes, items, skipped, short_side, per_class, seed, keep):
+    """Decode the split's images (a seeded subset with `per_class`), passing each to `keep`;
+    returns ((paths, labels, kept values) sorted by class then path, skipped files)."""
+    skipped = list(skipped)
     rng = random.Random(seed)
-    kept = []  # (path, label, image)
+    kept = []  # (path, label, keep(image))
     for c in range(len(classes)):
         group = [path for path, label in items if label == c]
         if per_class is not None:
@@ -196,21 +300,109 @@ def _decoded(root: Path, split: str, short_side: int, per_class: int | None, see
                 skipped.append((path, placeholder))
                 continue
             try:
-                kept.append((path, c, decode(path, short_side)))
-                count += 1
+                image = decode(path, short_side)
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
                 skipped.append((path, f"unreadable image ({type(err).__name__}: {err})"))
+                continue
+            kept.append((path, c, keep(image)))
+            count += 1
     kept.sort(key=lambda item: (item[1], item[0]))
-    paths, labels, images = (list(column) for column in zip(*kept)) if kept else ([], [], [])
-    if skipped:
-        lines = "\n".join(f"  {p.relative_to(root)}: {why}" for p, why in skipped)
-        warnings.warn(f"{split}: skipped {len(skipped)} file(s) of {root}:\n{lines}",
-                      SkippedFilesWarning, stacklevel=4)  # the caller of image_loaders
-    empty = [c for i, c in enumerate(classes) if i not in set(labels)]
+    paths, labels, values = (list(column) for column in zip(*kept)) if kept else ([], [], [])
+    empty = [name for i, name in enumerate(classes) if i not in set(labels)]
     if empty:
+        split = items[0][0].relative_to(root).parts[0] if items else "?"
         raise DatasetError(f"{root}/{split} has no readable image for class(es) {empty}; "
                            f"add images there or remove the class folder from train/ and val/.")
-    return tuple(images), tuple(labels), tuple(classes), tuple(paths)
+    return (paths, labels, values), skipped
+
+
+def _fingerprint(root, split, classes, items, short_side, per_class, seed) -> str:
+    """A digest of everything a decoded split depends on: the files (names, sizes, times), the
+    size, the subset. Any change gives another key, so no cache is ever reused stale."""
+    files = []
+    for path, label in items:
+        stat = path.stat()
+        files.append((str(path.relative_to(root)), label, stat.st_size, stat.st_mtime_ns))
+    what = [CACHE_FORMAT, str(root.resolve()), split, classes, short_side, per_class, seed, files]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()
+
+
+def _estimate_bytes(items, n_classes, short_side, per_class) -> int:
+    """The decoded size of a split, from the headers of up to 64 of its files (nothing decoded)."""
+    counts = [sum(label == c for _, label in items) for c in range(n_classes)]
+    n = sum(counts if per_class is None else (min(k, per_class) for k in counts))
+    sizes = []
+    for path, _ in items[::max(1, len(items) // 64)][:64]:
+        try:
+            with Image.open(path) as img:
+                small, large = sorted(img.size)
+        except Exception:  # an unreadable file: load_split reports it
+            continue
+        sizes.append(3 * short_side * round(large * short_side / max(small, 1)))
+    return int(n * sum(sizes) / len(sizes)) if sizes else 0
+
+
+def _disk_split(root, split, classes, items, skipped, short_side, per_class, seed, fingerprint, budget):
+    """The split's decoded images in a file under data_dir()/decoded: read if there, else written
+    (atomically: a temporary file renamed into place, the index last). Stale files of the same
+    root, split, size and subset are removed."""
+    folder = settings.data_dir() / "decoded"
+    same = hashlib.sha256(json.dumps([str(root.resolve()), split, short_side, per_class, seed]).encode())
+    stem = f"{_safe(root.name)}-{split}-{short_side}px-{same.hexdigest()[:12]}-"
+    data_file, index_file = folder / f"{stem}{fingerprint[:16]}.u8", folder / f"{stem}{fingerprint[:16]}.json"
+    index = _read_index(index_file, data_file)
+    if index is not None:
+        skipped = list(skipped) + [(root / p, why) for p, why in index["skipped"]]
+        how = "read from its disk cache"
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = data_file.with_name(f"{data_file.name}.tmp{os.getpid()}")
+        try:
+            with open(tmp, "wb") as out:
+                def keep(image):
+                    offset = out.tell()
+                    out.write(image.contiguous().numpy().tobytes())
+                    return offset, tuple(image.shape)
+                (paths, labels, stored), new_skipped = _select(root, classes, items, [], short_side, per_class,
+                                                               seed, keep)
+            index = dict(format=CACHE_FORMAT, classes=classes, paths=[str(p.relative_to(root)) for p in paths],
+                         labels=labels, offsets=[o for o, _ in stored], shapes=[s for _, s in stored],
+                         skipped=[(str(p.relative_to(root)), why) for p, why in new_skipped])
+            os.replace(tmp, data_file)
+            tmp_index = index_file.with_name(f"{index_file.name}.tmp{os.getpid()}")
+            tmp_index.write_text(json.dumps(index))
+            os.replace(tmp_index, index_file)
+        finally:
+            tmp.unlink(missing_ok=True)
+        for old in folder.glob(f"{stem}*"):
+            if old not in (data_file, index_file) and ".tmp" not in old.name:
+                old.unlink(missing_ok=True)  # an older cache of the same split: its files changed
+        skipped = list(skipped) + new_skipped
+        how = "decoded once into a disk cache"
+    images = DiskImages(data_file, index["offsets"], index["shapes"])
+    size = sum(3 * h * w for _, h, w in images.shapes)
+    line = (f"{split}: {len(images):,} images {how}, {data_file} ({_size(size)} decoded: more than half of the "
+            f"{_size(budget)} memory budget, COURSE_MEMORY_GB), read one image at a time")
+    return images, index["labels"], [root / p for p in index["paths"]], skipped, line
+
+
+def _read_index(index_file: Path, data_file: Path) -> dict | None:
+    """A complete disk cache's index, or None (missing, another format, or a data file of the wrong size)."""
+    try:
+        index = json.loads(index_file.read_text())
+        complete = index["format"] == CACHE_FORMAT and data_file.stat().st_size == sum(
+            3 * h * w for _, h, w in index["shapes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return index if complete else None
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:40] or "dataset"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
 
 
 def default_workers(device: torch.device) -> int:

@@ -343,3 +343,20 @@ def test_train_loader_shuffle_follows_seed(tiny_imagefolder):
         return x
     assert torch.equal(order(0), order(0))
     assert not torch.equal(order(0), order(1))
+
+
+def test_preset_colour_jitter_and_rotation_are_opt_in():
+    names = lambda t: [type(step).__name__ for step in t.transforms]  # noqa: E731
+    assert "ColorJitter" not in names(SMALL.train_transform()) and "RandomRotation" not in names(SMALL.train_transform())
+    both = SMALL.with_augmentation(colour_jitter=0.4, rotation=15)
+    steps = names(both.train_transform())
+    assert steps[:2] == ["RandomResizedCrop", "RandomHorizontalFlip"] and {"ColorJitter", "RandomRotation"} <= set(steps)
+    assert both.scaled(16).colour_jitter == 0.4 and both.eval_transform().transforms[0].__class__.__name__ == "CenterCrop"
+    assert "RandomRotation" not in names(SMALL.with_augmentation(colour_jitter=0.4).train_transform())
+    image = torch.full((3, 36, 36), 128, dtype=torch.uint8)
+    torch.manual_seed(0)
+    jittered = {round(SMALL.with_augmentation(colour_jitter=0.5).train_transform()(image).mean().item(), 4)
+                for _ in range(4)}
+    assert len(jittered) > 1, "colour jitter changes a flat grey image's brightness from draw to draw"
+    with pytest.raises(ValueError, match=">= 0"):
+        SMALL.with_augmentation(colour_jitter=-0.1)

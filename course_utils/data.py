@@ -268,6 +268,10 @@ def load_split(root: Path, split: str, short_side: int, per_class: int | None = 
         lines = "\n".join(f"  {p.relative_to(root)}: {why}" for p, why in skipped)
         warnings.warn(f"{split}: skipped {len(skipped)} file(s) of {root}:\n{lines}",
                       SkippedFilesWarning, stacklevel=3)  # the caller of image_loaders
+    empty = [name for i, name in enumerate(classes) if i not in set(labels)]
+    if empty:
+        raise DatasetError(f"{root}/{split} has no readable image for class(es) {empty}; "
+                           f"add images there or remove the class folder from train/ and val/.")
     print(line)
     _CACHE[key] = (images if on_disk else tuple(images), tuple(labels), tuple(paths), held)
     while len(_CACHE) > _CACHE_SPLITS or (len(_CACHE) > 1 and sum(e[3] for e in _CACHE.values()) > budget):
@@ -308,11 +312,6 @@ def _select(root, classes, items, skipped, short_side, per_class, seed, keep):
             count += 1
     kept.sort(key=lambda item: (item[1], item[0]))
     paths, labels, values = (list(column) for column in zip(*kept)) if kept else ([], [], [])
-    empty = [name for i, name in enumerate(classes) if i not in set(labels)]
-    if empty:
-        split = items[0][0].relative_to(root).parts[0] if items else "?"
-        raise DatasetError(f"{root}/{split} has no readable image for class(es) {empty}; "
-                           f"add images there or remove the class folder from train/ and val/.")
     return (paths, labels, values), skipped
 
 

@@ -10,6 +10,8 @@ the next call. CI, instructors and students steer every chapter the same way:
     COURSE_DATA_MIRROR=/p  a local folder holding hymenoptera_data/ (offline labs, CI)
     COURSE_DEVICE=cpu      force a device (cuda, mps, cpu)
     COURSE_THREADS=N       CPU threads for PyTorch (default: all cores of this process)
+    COURSE_MEMORY_GB=G     memory for decoded images (default: see `memory_budget`); larger splits
+                           are cached on disk (`data.load_split`)
 
 Fast mode shrinks sizes only (`images_per_class`, `image_size`, `epochs`, `count`): the
 experiment a fast run checks is the one a student runs.
@@ -82,6 +84,29 @@ def data_dir() -> Path:
     else:
         cache = _path("XDG_CACHE_HOME") or Path.home() / ".cache"
     return cache / "transfer-learning-course"
+
+
+def memory_budget() -> int:
+    """Bytes of decoded images the course may hold in memory (COURSE_MEMORY_GB, in GB).
+
+    Default: an eighth of this machine's physical memory, between 0.5 and 4 GB (2 GB on a
+    16 GB laptop). A split whose decoded images would take more than half of it (train and val
+    are held together) is cached on disk instead, see `data.load_split`.
+    """
+    raw = os.environ.get("COURSE_MEMORY_GB", "").strip()
+    if raw:
+        try:
+            gb = float(raw)
+        except ValueError:
+            gb = -1.0
+        if not gb > 0:
+            raise ValueError(f"COURSE_MEMORY_GB={raw!r} must be a positive number of gigabytes, e.g. 2 or 0.5.")
+        return int(gb * 2**30)
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # Windows: no sysconf
+        physical = 16 * 2**30
+    return int(min(4 * 2**30, max(2**29, physical // 8)))
 
 
 def progress() -> bool:

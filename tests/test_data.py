@@ -1,4 +1,5 @@
 """data: ImageFolder checks, skipping bad files, decoding, subsets, loaders, augmentation."""
+import os
 import shutil
 import warnings
 
@@ -360,3 +361,130 @@ def test_preset_colour_jitter_and_rotation_are_opt_in():
     assert len(jittered) > 1, "colour jitter changes a flat grey image's brightness from draw to draw"
     with pytest.raises(ValueError, match=">= 0"):
         SMALL.with_augmentation(colour_jitter=-0.1)
+
+
+# --- the memory budget: splits too large for it are cached on disk -------------------------------
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A fresh COURSE_DATA_DIR and an empty in-process cache; COURSE_MEMORY_GB unset."""
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "course-data"))
+    monkeypatch.delenv("COURSE_MEMORY_GB", raising=False)
+    data.clear_decoded_cache()
+    yield tmp_path / "course-data"
+    data.clear_decoded_cache()
+
+
+def on_disk(monkeypatch):
+    monkeypatch.setenv("COURSE_MEMORY_GB", "0.000001")  # about 1 KB: every split goes to disk
+
+
+def cache_files(folder):
+    return sorted(p.name for p in (folder / "decoded").iterdir()) if (folder / "decoded").exists() else []
+
+
+def test_memory_budget_setting(monkeypatch):
+    monkeypatch.delenv("COURSE_MEMORY_GB", raising=False)
+    assert 2**29 <= settings.memory_budget() <= 4 * 2**30
+    monkeypatch.setenv("COURSE_MEMORY_GB", "0.5")
+    assert settings.memory_budget() == 2**29
+    for bad in ("lots", "0", "-2"):
+        monkeypatch.setenv("COURSE_MEMORY_GB", bad)
+        with pytest.raises(ValueError, match="positive number of gigabytes"):
+            settings.memory_budget()
+
+
+def test_small_split_stays_in_memory_and_says_so(tiny_imagefolder, data_dir, capsys):
+    ds = data.load_split(tiny_imagefolder, "val", 32)
+    assert isinstance(ds.images, list)
+    out = capsys.readouterr().out
+    assert out.startswith("val: 12 images decoded into memory") and "memory budget, COURSE_MEMORY_GB" in out
+    assert cache_files(data_dir) == []
+    data.load_split(tiny_imagefolder, "val", 32)
+    assert capsys.readouterr().out == ""  # decided once per split and session
+
+
+def test_disk_path_gives_the_same_tensors_and_batches(tiny_imagefolder, data_dir, monkeypatch, capsys):
+    memory = data.image_loaders(tiny_imagefolder, SMALL, batch_size=5, device=torch.device("cpu"))
+    capsys.readouterr()
+    on_disk(monkeypatch)
+    disk = data.image_loaders(tiny_imagefolder, SMALL, batch_size=5, device=torch.device("cpu"))
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == ["train", "val"]
+    assert all("decoded once into a disk cache" in line and "more than half of the" in line
+               and "COURSE_MEMORY_GB" in line for line in out), out
+    assert len(cache_files(data_dir)) == 4  # a data file and its index per split
+    for split in ("train", "val"):
+        m, d = memory[split].dataset, disk[split].dataset
+        assert isinstance(d.images, data.DiskImages) and isinstance(m.images, list)
+        assert d.paths == m.paths and d.labels == m.labels and d.classes == m.classes
+        assert all(torch.equal(a, b) for a, b in zip(m.images, d.images))
+    for split in ("train", "val"):  # the same batches, augmentation included, for the same seeds
+        torch.manual_seed(0)
+        a = list(memory[split])
+        torch.manual_seed(0)
+        b = list(disk[split])
+        assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
+
+
+def test_disk_images_subsets_views_and_pickles(tiny_imagefolder, data_dir, monkeypatch):
+    import pickle
+    from course_utils import shift
+    on_disk(monkeypatch)
+    ds = data.load_split(tiny_imagefolder, "train", 32)
+    first, second = shift.partition(ds, 0.5, seed=0)
+    assert isinstance(first.images, data.DiskImages) and len(first) + len(second) == len(ds)
+    i = ds.paths.index(first.paths[1])
+    assert torch.equal(first.images[1], ds.images[i]) and first.labels[1] == ds.labels[i]
+    assert [im.shape for im in ds.images[2:4]] == [ds.images[2].shape, ds.images[3].shape]
+    copy = pickle.loads(pickle.dumps(ds.with_transform(SMALL.eval_transform())))  # what a worker receives
+    assert torch.equal(copy[0][0], SMALL.eval_transform()(ds.images[0]))
+
+
+def test_disk_cache_is_reused_rebuilt_when_stale_and_replaced(tiny_imagefolder, data_dir, monkeypatch, capsys):
+    on_disk(monkeypatch)
+    data.load_split(tiny_imagefolder, "val", 32)
+    assert "decoded once into a disk cache" in capsys.readouterr().out
+    data.clear_decoded_cache()  # a new session
+    again = data.load_split(tiny_imagefolder, "val", 32)
+    assert "read from its disk cache" in capsys.readouterr().out
+    before = cache_files(data_dir)
+    changed = again.paths[0]
+    noise_image(50, 70, seed=1234).save(changed)
+    stamp = changed.stat().st_mtime_ns + 10**9
+    os.utime(changed, ns=(stamp, stamp))
+    data.clear_decoded_cache()
+    fresh = data.load_split(tiny_imagefolder, "val", 32)
+    assert "decoded once into a disk cache" in capsys.readouterr().out
+    assert torch.equal(fresh.images[fresh.paths.index(changed)], data.decode(changed, 32))
+    after = cache_files(data_dir)
+    assert len(after) == len(before) == 2 and not set(after) & set(before)  # the stale pair is gone
+    (data_dir / "decoded" / after[1]).write_bytes(b"\0" * 10)  # a cut-short data file (.u8): rebuilt
+    data.clear_decoded_cache()
+    data.load_split(tiny_imagefolder, "val", 32)
+    assert "decoded once into a disk cache" in capsys.readouterr().out
+
+
+def test_two_datasets_and_sizes_never_share_a_cache(tmp_path, data_dir, monkeypatch):
+    a = make_imagefolder(tmp_path / "a", seed=0)
+    b = make_imagefolder(tmp_path / "b", seed=1)
+    for disk in (False, True):
+        if disk:
+            on_disk(monkeypatch)
+        da, db = data.load_split(a, "val", 32), data.load_split(b, "val", 32)
+        assert all(p.is_relative_to(a) for p in da.paths) and all(p.is_relative_to(b) for p in db.paths)
+        assert not torch.equal(da.images[0], db.images[0])
+        small = data.load_split(a, "val", 24)
+        assert min(small.images[0].shape[1:]) == 24 and min(da.images[0].shape[1:]) == 32
+        assert data.load_split(a, "val", 32, per_class=2).paths != da.paths
+    assert len(cache_files(data_dir)) == 2 * 4
+
+
+def test_disk_path_warns_about_skipped_files_each_session(tiny_imagefolder, data_dir, monkeypatch):
+    on_disk(monkeypatch)
+    (tiny_imagefolder / "val" / "beta" / "broken.jpg").write_text("no image")
+    for _ in range(2):  # building the cache, then reading it
+        data.clear_decoded_cache()
+        with pytest.warns(data.SkippedFilesWarning, match="val/beta/broken.jpg: unreadable image"):
+            ds = data.load_split(tiny_imagefolder, "val", 32)
+        assert len(ds) == 12

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from course_utils import exercises, optimizers, train
+from course_utils import optimizers
 from course_utils.exercises import ch05
 
 CPU = torch.device("cpu")
@@ -155,65 +155,3 @@ def test_plot_range_test():
     assert tests["a"].min_loss_lr == 1e-1 and tests["a"].suggestion == pytest.approx(1e-2)
     fig = optimizers.plot_range_test(tests)
     assert fig.axes[0].get_xscale() == "log"
-
-
-# --- the chapter's exercise checks -----------------------------------------------------------------
-
-def test_check_stable_lr():
-    exercises.check_05_stable_lr(0.2, optimizers.VALLEY)
-    with pytest.raises(exercises.ExerciseError, match="Not done"):
-        exercises.check_05_stable_lr(..., optimizers.VALLEY)
-    with pytest.raises(exercises.ExerciseError, match="twice"):
-        exercises.check_05_stable_lr(0.1, optimizers.VALLEY)
-    with pytest.raises(exercises.ExerciseError, match="smallest curvature"):
-        exercises.check_05_stable_lr(20, optimizers.VALLEY)
-    with pytest.raises(exercises.ExerciseError, match="best constant rate"):
-        exercises.check_05_stable_lr(2 / 10.1, optimizers.VALLEY)
-
-
-def history(train_losses, val_losses, val_accs) -> train.History:
-    h = train.History()
-    for i, (t, v, a) in enumerate(zip(train_losses, val_losses, val_accs), start=1):
-        h.epochs.append(dict(epoch=i, train_loss=t, train_acc=0.5, val_loss=v, val_acc=a, lr=0.0, seconds=1.0))
-    h.best_val_acc = max(val_accs)
-    return h
-
-
-SWEEP = {1e-4: history([0.70, 0.69], [0.72, 0.71], [0.55, 0.56]),
-         1e-3: history([0.68, 0.60], [0.60, 0.50], [0.75, 0.80]),
-         1e-2: history([0.60, 0.35], [0.30, 0.32], [0.88, 0.88]),
-         1e-1: history([0.50, 0.22], [1.30, 0.70], [0.81, 0.92])}
-
-
-def test_check_lr_sensitivity():
-    exercises.check_05_lr_sensitivity(1e-2, 1e-1, 1e-4, SWEEP)
-    exercises.check_05_lr_sensitivity(1e-2, 1e-1, 1e-3, SWEEP)   # 1e-3 is too small as well
-    with pytest.raises(exercises.ExerciseError, match="Not done"):
-        exercises.check_05_lr_sensitivity(..., ..., ..., SWEEP)
-    with pytest.raises(exercises.ExerciseError, match="highest validation accuracy"):
-        exercises.check_05_lr_sensitivity(1e-1, None, 1e-2, SWEEP)
-    with pytest.raises(exercises.ExerciseError, match="above the best"):
-        exercises.check_05_lr_sensitivity(1e-2, 1e-4, 1e-3, SWEEP)
-    with pytest.raises(exercises.ExerciseError, match="not one of the rates"):
-        exercises.check_05_lr_sensitivity(0.05, 1e-1, 1e-4, SWEEP)
-    top = {lr: h for lr, h in SWEEP.items() if lr <= 1e-2}
-    exercises.check_05_lr_sensitivity(1e-2, None, 1e-4, top)
-    with pytest.raises(exercises.ExerciseError, match="none is too large"):
-        exercises.check_05_lr_sensitivity(1e-2, 1e-3, 1e-4, top)
-
-
-def test_check_rescaled_momentum():
-    def right(f, start, lrs, beta):
-        return ch05._scaled_walk_05(f, start, lrs, beta, lambda new, old: new / old)
-
-    exercises.check_05_rescaled_momentum(right)
-    with pytest.raises(exercises.ExerciseError, match="Not done"):
-        exercises.check_05_rescaled_momentum(...)
-    with pytest.raises(exercises.ExerciseError, match="not rescaled"):
-        exercises.check_05_rescaled_momentum(
-            lambda f, start, lrs, beta: optimizers.descend(f, start, lrs, beta=beta, update=optimizers.scaled_momentum_step))
-    with pytest.raises(exercises.ExerciseError, match="wrong way round"):
-        exercises.check_05_rescaled_momentum(
-            lambda f, start, lrs, beta: ch05._scaled_walk_05(f, start, lrs, beta, lambda new, old: old / new))
-    with pytest.raises(exercises.ExerciseError, match="shape"):
-        exercises.check_05_rescaled_momentum(lambda f, start, lrs, beta: right(f, start, lrs, beta)[1:])

@@ -1,7 +1,7 @@
 """Exercise checks of chapter 05 optimizers and momentum."""
 from __future__ import annotations
 
-from ._common import ExerciseError, _number, _require, _not_done, passed
+from .harness import answer, call, number, passed, require
 
 
 def check_05_stable_lr(max_stable_lr, surface) -> None:
@@ -11,7 +11,7 @@ def check_05_stable_lr(max_stable_lr, surface) -> None:
 
     from .. import optimizers
 
-    got = _number(max_stable_lr, "max_stable_lr", "a learning rate")
+    got = number(max_stable_lr, "max_stable_lr", "a learning rate")
     low, high = torch.linalg.eigvalsh(optimizers.hessian(surface, surface.start)).tolist()
     want = 2 / high
     if abs(got - want) > 1e-3 * want:
@@ -28,8 +28,8 @@ def check_05_stable_lr(max_stable_lr, surface) -> None:
         }
         for value, feedback in mistakes.items():
             if abs(got - value) <= 1e-3 * abs(value):
-                raise ExerciseError(f"max_stable_lr = {got:.4g}: {feedback}")
-        raise ExerciseError(f"max_stable_lr = {got:.4g}, but the Hessian's eigenvalues are {low:g} and {high:g}. "
+                require(False, f"max_stable_lr = {got:.4g}: {feedback}")
+        require(False, f"max_stable_lr = {got:.4g}, but the Hessian's eigenvalues are {low:g} and {high:g}. "
                             f"Along an eigen-direction with curvature λ, one step multiplies the distance to the "
                             f"minimum by (1 - ηλ): for which η does that shrink for every λ?")
     finals = {}
@@ -39,6 +39,9 @@ def check_05_stable_lr(max_stable_lr, surface) -> None:
     passed(f"2 / λ_max = 2 / {high:g} = {want:.4g}. Plain gradient descent for 200 steps: loss above the minimum "
            f"{finals[0.95]:.2g} at 0.95 x that rate, {finals[1.05]:.3g} at 1.05 x (it diverges). With momentum β "
            f"the limit becomes 2(1 + β) / λ_max: try it with the sliders of section 1.")
+
+
+CHAPTER_LRS_05 = (1e-4, 1e-3, 1e-2, 1e-1)   # the chapter's exercise 2, exactly
 
 
 def _val_loss_05(history) -> float:
@@ -52,25 +55,82 @@ def _train_loss_05(history) -> float:
     return value if value == value else float("inf")
 
 
-def check_05_lr_sensitivity(best_lr, too_large_lr, too_small_lr, histories: dict) -> None:
-    """`histories` maps each learning rate of the sweep to its `train.History`. The best rate has
-    the lowest validation loss; a too-large rate is above it; a too-small rate is below it and
-    ends with a higher training loss (None where the sweep has no rate on that side)."""
-    answers = ((best_lr, "best_lr"), (too_large_lr, "too_large_lr"), (too_small_lr, "too_small_lr"))
-    for value, name in answers:
-        if value is ... or (value is None and name == "best_lr"):
-            _not_done(value, name)
+def _plotted_05(figure) -> list:
+    """The y-values of every line drawn on `figure`'s axes."""
+    import numpy as np
+
+    return [np.asarray(line.get_ydata(), dtype=float) for ax in figure.axes for line in ax.get_lines()]
+
+
+def _drawn_05(curve, lines) -> bool:
+    import numpy as np
+
+    curve = np.asarray(curve, dtype=float)
+    return any(len(y) == len(curve) and np.allclose(y, curve, rtol=1e-6, atol=1e-9, equal_nan=True) for y in lines)
+
+
+def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figure, num_classes: int = 2) -> None:
+    """The chapter's exercise 2. `histories` maps each of the rates 0.0001, 0.001, 0.01, 0.1 to the
+    `train.History` of its run (same model, optimizer and budget), `figure` is the figure that draws
+    their training and validation loss curves. The best rate has the lowest validation loss; the
+    too-large one is a rate above it whose validation loss is far worse (it overshoots, or diverges);
+    the too-small one a rate below it whose training loss barely moves (it ends far above the best
+    rate's, near chance, ln(num_classes))."""
+    import math
+
+    from ..train import History
+
+    histories = answer(histories, "ex2_histories")
+    for value, name in ((best_lr, "best_lr"), (too_large_lr, "too_large_lr"), (too_small_lr, "too_small_lr")):
+        if value is ...:
+            answer(value, name)
+    answer(best_lr, "best_lr")
+    answer(figure, "ex2_figure")
+    require(isinstance(histories, dict), f"`ex2_histories` should be a dict rate -> History, not a "
+                                         f"{type(histories).__name__}.")
     rates = sorted(histories)
-    val = {lr: _val_loss_05(h) for lr, h in histories.items()}
-    final = {lr: _train_loss_05(h) for lr, h in histories.items()}
-    acc = {lr: h.best_val_acc for lr, h in histories.items()}
-    best = min(rates, key=val.get)
-    for value, name in answers:
-        _require(value is None or (isinstance(value, (int, float)) and any(abs(value - lr) <= 1e-9 * lr for lr in rates)),
-                 f"`{name}` = {value!r} is not one of the rates you ran: {', '.join(f'{lr:g}' for lr in rates)}"
-                 + (" (or None)." if name != "best_lr" else "."))
+    want = ", ".join(f"{lr:g}" for lr in CHAPTER_LRS_05)
+    require(len(rates) == len(CHAPTER_LRS_05) and all(isinstance(lr, (int, float)) for lr in rates)
+            and all(abs(lr - w) <= 1e-9 * w for lr, w in zip(rates, CHAPTER_LRS_05)),
+            f"`ex2_histories` has the rates {', '.join(repr(lr) for lr in rates) or 'none'}; the exercise asks for "
+            f"exactly {want}.", hint="one run per rate, keyed by the rate itself.")
+    for lr in rates:
+        h = histories[lr]
+        answer(h, f"ex2_histories[{lr:g}]")
+        require(isinstance(h, History) and h.epochs, f"ex2_histories[{lr:g}] should be the History that train.fit "
+                                                     f"returned, not a {type(h).__name__}.")
+        ran = h.epochs[0].get("lr")
+        require(ran is not None and abs(ran - lr) <= 1e-6 * lr,
+                f"ex2_histories[{lr:g}] was trained at learning rate {ran:g}, not {lr:g}.",
+                hint="build each run's optimizer with its own rate (beware a lambda that reads the loop variable "
+                     "later), and key the dict by the rate the run used.")
+    lengths = {lr: len(histories[lr].epochs) for lr in rates}
+    require(len(set(lengths.values())) == 1, "the runs have different numbers of epochs ("
+            + ", ".join(f"{lr:g}: {n}" for lr, n in lengths.items()) + "): compare the rates on the same budget.")
+    require(len({id(h) for h in histories.values()}) == len(rates), "two rates share the same History: train "
+                                                                      "one run per rate.")
+    require(hasattr(figure, "axes"), f"`ex2_figure` should be the matplotlib figure of your curves "
+                                     f"(plots.learning_curves returns it), not a {type(figure).__name__}.")
+    lines = _plotted_05(figure)
+    for lr in rates:
+        for curve in ("train_loss", "val_loss"):
+            require(_drawn_05(histories[lr].column(curve), lines),
+                    f"`ex2_figure` does not draw the {curve.replace('_', 'ing ' if curve[0] == 't' else 'idation ')} "
+                    f"curve of the run at {lr:g}.",
+                    hint="plot the training AND the validation loss of every rate, e.g. "
+                         "plots.learning_curves({f'lr {lr:g}': h for lr, h in ex2_histories.items()}).")
+    for value, name in ((best_lr, "best_lr"), (too_large_lr, "too_large_lr"), (too_small_lr, "too_small_lr")):
+        require(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                  and any(abs(value - lr) <= 1e-9 * lr for lr in rates)),
+                f"`{name}` = {value!r} is not one of the rates you ran: {want}"
+                + (" (or None)." if name != "best_lr" else "."))
     pick = lambda value: None if value is None else min(rates, key=lambda lr: abs(lr - value))  # noqa: E731
     best_lr, too_large_lr, too_small_lr = pick(best_lr), pick(too_large_lr), pick(too_small_lr)
+    val = {lr: _val_loss_05(h) for lr, h in histories.items()}
+    final = {lr: _train_loss_05(h) for lr, h in histories.items()}
+    acc = {lr: histories[lr].best_val_acc for lr in rates}
+    chance = math.log(num_classes)
+    best = min(rates, key=val.get)
     if best_lr != best:
         by_acc = max(rates, key=lambda lr: (acc[lr], -val[lr]))
         by_train = min(rates, key=final.get)
@@ -79,32 +139,54 @@ def check_05_lr_sensitivity(best_lr, too_large_lr, too_small_lr, histories: dict
                "is, so it tells close runs apart." if best_lr == by_acc else
                " That is the rate with the lowest training loss: the question is how well the model does on images "
                "it did not train on." if best_lr == by_train else "")
-        raise ExerciseError(f"best_lr = {best_lr:g} reaches a validation loss of {val[best_lr]:.3f}, but {best:g} reaches "
-                            f"{val[best]:.3f}.{why}")
+        require(False, f"best_lr = {best_lr:g} reaches a validation loss of {val[best_lr]:.3f}, but {best:g} reaches "
+                       f"{val[best]:.3f}.{why}")
     larger, smaller = [lr for lr in rates if lr > best], [lr for lr in rates if lr < best]
+    # too large: far worse on validation (twice the best's lowest val loss, or at/above chance, or diverged);
+    # the worst of the larger rates always qualifies
+    worst_above = max(larger, key=val.get, default=None)
+    too_large_ok = {lr for lr in larger if lr == worst_above or val[lr] >= max(2 * val[best], chance)}
+    # too small: training loss ends at least half-way from the best rate's towards chance; the slowest always qualifies
+    slowest_below = max(smaller, key=final.get, default=None)
+    too_small_ok = {lr for lr in smaller if final[lr] > final[best]
+                    and (lr == slowest_below or final[lr] >= (final[best] + chance) / 2)}
     if not larger:
-        _require(too_large_lr is None, f"{best:g} is the largest rate you ran: none is too large here, set "
-                                       f"too_large_lr = None (and try a larger rate to see what it looks like).")
-    else:
-        _require(too_large_lr is not None and too_large_lr > best,
-                 f"too_large_lr should be a rate above the best one ({best:g}): "
-                 f"{', '.join(f'{lr:g}' for lr in larger)}.")
+        require(too_large_lr is None, f"{best:g} is the largest rate you ran and the best: none is too large "
+                                      f"here, set too_large_lr = None.")
+    elif too_large_lr is None:
+        require(False, f"too_large_lr is None, but {worst_above:g} lies above the best rate ({best:g}) and its "
+                       f"lowest validation loss is {val[worst_above]:.3f} against {val[best]:.3f}.",
+                hint="look at the validation loss of the rates above the best one.")
+    elif too_large_lr < best:
+        require(False, f"too_large_lr = {too_large_lr:g} is below the best rate ({best:g}): a rate that is too large "
+                       f"lies above it ({', '.join(f'{lr:g}' for lr in larger)}).", hint="are the two answers swapped?")
+    elif too_large_lr not in too_large_ok:
+        require(False, f"too_large_lr = {too_large_lr:g}: its lowest validation loss ({val[too_large_lr]:.3f}) is "
+                       f"close to the best rate's ({val[best]:.3f}); it is a neighbour of the best rate, not one that "
+                       f"overshoots. At {worst_above:g} the validation loss reaches only {val[worst_above]:.3f}.",
+                hint="too large shows as a validation loss far above the best run's (or one that diverges).")
     if not smaller:
-        _require(too_small_lr is None, f"{best:g} is the smallest rate you ran: none is too small here, set "
-                                       f"too_small_lr = None.")
-    else:
-        _require(too_small_lr is not None and too_small_lr < best,
-                 f"too_small_lr should be a rate below the best one ({best:g}): "
-                 f"{', '.join(f'{lr:g}' for lr in smaller)}.")
-        _require(final[too_small_lr] > final[best],
-                 f"At {too_small_lr:g} the training loss ends at {final[too_small_lr]:.3f}, lower than at the best "
-                 f"rate ({final[best]:.3f}): it learns fast enough, so 'too small' is not what holds it back.")
-    lines = [f"  {'lr':>8}  final train loss  best val loss  best val acc"]
+        require(too_small_lr is None, f"{best:g} is the smallest rate you ran and the best: none is too small "
+                                      f"here, set too_small_lr = None.")
+    elif too_small_lr is None:
+        require(False, f"too_small_lr is None, but {slowest_below:g} lies below the best rate ({best:g}) and its "
+                       f"training loss ends at {final[slowest_below]:.3f} against {final[best]:.3f}.",
+                hint="look at the training loss of the rates below the best one.")
+    elif too_small_lr > best:
+        require(False, f"too_small_lr = {too_small_lr:g} is above the best rate ({best:g}): a rate that is too small "
+                       f"lies below it ({', '.join(f'{lr:g}' for lr in smaller)}).", hint="are the two answers swapped?")
+    elif too_small_lr not in too_small_ok:
+        require(False, f"too_small_lr = {too_small_lr:g}: its training loss ends at {final[too_small_lr]:.3f}, close "
+                       f"to the best rate's ({final[best]:.3f}; chance is {chance:.3f}): it learns fast enough, so "
+                       f"'too small' is not what holds it back. At {slowest_below:g} it ends at "
+                       f"{final[slowest_below]:.3f}.", hint="too small shows as a training loss that barely moves.")
+    lines_out = [f"  {'lr':>8}  final train loss  lowest val loss  best val acc"]
     for lr in rates:
         verdict = {best: "best", too_large_lr: "too large", too_small_lr: "too small"}.get(lr, "")
-        lines.append(f"  {lr:8g}  {final[lr]:16.3f}  {val[lr]:13.3f}  {acc[lr]:12.3f}  {verdict}")
-    passed("too small: the training loss barely falls in the budget; too large: the validation loss jumps and "
-           "stays high (updates overshoot).\n" + "\n".join(lines))
+        lines_out.append(f"  {lr:8g}  {final[lr]:16.3f}  {val[lr]:15.3f}  {acc[lr]:12.3f}  {verdict}")
+    passed(f"the four rates, both loss curves of each drawn. Too small ({too_small_lr}): the training loss barely "
+           f"falls in the budget (chance is {chance:.3f}); too large ({too_large_lr}): the validation loss jumps "
+           f"far above the best run's (the updates overshoot).\n" + "\n".join(lines_out))
 
 
 def _scaled_walk_05(f, start, lrs, beta, rescale):
@@ -131,7 +213,7 @@ def check_05_rescaled_momentum(my_descend) -> None:
 
     from .. import optimizers
 
-    _not_done(my_descend, "my_descend")
+    answer(my_descend, "my_descend")
     schedules = {
         "the valley, rate divided by 10 after 30 steps": (optimizers.VALLEY, [0.15] * 30 + [0.015] * 30),
         "Rosenbrock, a 20-step warm-up then a decay": (optimizers.ROSENBROCK, [1e-3 * (i + 1) / 20 for i in range(20)]
@@ -139,19 +221,14 @@ def check_05_rescaled_momentum(my_descend) -> None:
     }
     beta = 0.9
     for case, (surface, lrs) in schedules.items():
-        try:
-            got = my_descend(surface, surface.start, list(lrs), beta)
-        except NotImplementedError:
-            raise ExerciseError("Not done yet: `my_descend` still raises NotImplementedError. Replace that line "
-                                "with your code and run the cell again.") from None
-        except Exception as err:
-            raise ExerciseError(f"`my_descend` raised {type(err).__name__}: {err}") from err
+        got = call(my_descend, "my_descend", surface, surface.start, list(lrs), beta,
+                   hint="follow form B: v <- beta v + lr grad, theta <- theta - v, one rate per step.")
         try:
             got = torch.as_tensor(got, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError):
             got = torch.stack([torch.as_tensor(p, dtype=torch.float64) for p in got])
         want = optimizers.descend_torch(surface, surface.start, lrs, beta=beta)
-        _require(tuple(got.shape) == tuple(want.shape),
+        require(tuple(got.shape) == tuple(want.shape),
                  f"On {case}: you return shape {tuple(got.shape)}; expected {tuple(want.shape)}: the start point "
                  f"and the point after each of the {len(lrs)} steps.")
         if torch.allclose(got, want, rtol=1e-9, atol=1e-12):
@@ -164,7 +241,7 @@ def check_05_rescaled_momentum(my_descend) -> None:
         }
         for feedback, rescale in variants.items():
             if torch.allclose(got, _scaled_walk_05(surface, surface.start, lrs, beta, rescale), rtol=1e-9, atol=1e-12):
-                raise ExerciseError(f"On {case}: {feedback}")
+                require(False, f"On {case}: {feedback}")
         first = int((got - want).abs().amax(1).gt(1e-9 * (1 + want.abs().amax(1))).nonzero()[0])
         changes = [i for i in range(1, len(lrs)) if lrs[i] != lrs[i - 1]]
         hint = (" That is before the rate first changes: check the update itself, v ← βv + η∇L then θ ← θ - v "
@@ -172,7 +249,7 @@ def check_05_rescaled_momentum(my_descend) -> None:
                 if not changes or first <= changes[0] else
                 f" The rate changes at steps {changes[:3]}{'...' if len(changes) > 3 else ''}: rescale the velocity "
                 f"before the update that uses the new rate.")
-        raise ExerciseError(f"On {case}: your walk leaves torch.optim.SGD's at point {first} "
+        require(False, f"On {case}: your walk leaves torch.optim.SGD's at point {first} "
                             f"({got[first].tolist()} instead of {want[first].tolist()}).{hint}")
     passed("with the velocity rescaled by new_lr / old_lr at every change, the scaled form follows "
            "torch.optim.SGD(momentum=0.9) step for step, through a step decay and a warm-up.")

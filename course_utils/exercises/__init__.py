@@ -11,6 +11,6 @@ from .ch02 import check_02_normalize, check_02_channel_stats, check_02_no_flip_a
 from .ch03 import check_03_feature_extraction, check_03_images_per_class, check_03_custom_dataset
 from .ch04 import check_04_feature_extraction, check_04_progressive
 from .ch05 import check_05_stable_lr, check_exercise_2, check_05_rescaled_momentum
-from .ch06 import check_06_augmentation, check_06_images_needed, mystery_histories_06, check_06_diagnoses
+from .ch06 import check_exercise_3, check_06_images_needed, mystery_histories_06, check_06_diagnoses
 from .ch07 import check_07_adabn, check_07_adabn_images
 from .ch08 import check_08_replay_buffer, check_08_ewc_penalty, check_08_gate

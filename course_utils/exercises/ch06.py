@@ -1,7 +1,7 @@
 """Exercise checks of chapter 06 validation error."""
 from __future__ import annotations
 
-from ._common import ExerciseError, _number, _require, _not_done, passed
+from .harness import answer, number, passed, require
 
 
 def _first_match_06(value: float, candidates: list[tuple[float, str]], tolerance: float = 1e-6) -> str:
@@ -9,36 +9,110 @@ def _first_match_06(value: float, candidates: list[tuple[float, str]], tolerance
     return next((feedback for wrong, feedback in candidates if abs(value - wrong) <= tolerance), "")
 
 
-def check_06_augmentation(report, histories, n_val: int) -> None:
-    """`histories`: {"without": History, "with": History}, the two runs of exercise 1; `report`: for
-    each, {"val_acc": the best validation accuracy, "gap": train minus val accuracy over the last
-    3 epochs, as stats.curve_summary gives it}. `n_val`: validation images (for the verdict)."""
-    from .. import stats
+EX3_PER_CLASS = 50   # the chapter's exercise 3: a small subset, 50 images per class
+EX3_AUGMENTATIONS = ("RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter")   # crops, flips, colour jitter
+_RANDOM_STEPS_06 = ("Random", "ColorJitter", "AutoAugment", "TrivialAugment", "AugMix", "GaussianBlur",
+                    "ElasticTransform")
+
+
+def _steps_06(transform) -> list[str]:
+    """The class names of a transform's steps (v1 or v2 Compose, nested Composes flattened)."""
+    inner = getattr(transform, "transforms", None)
+    if inner is None:
+        return [] if transform is None else [type(transform).__name__]
+    return [name for step in inner for name in _steps_06(step)]
+
+
+def _per_class_06(dataset) -> dict:
+    """Images per class label of a dataset (DecodedImages' labels, ImageFolder's targets, or Subset)."""
+    from collections import Counter
+
+    labels = getattr(dataset, "labels", None) or getattr(dataset, "targets", None)
+    if labels is None and hasattr(dataset, "indices") and hasattr(dataset, "dataset"):
+        inner = _per_class_06(dataset.dataset)
+        full = getattr(dataset.dataset, "labels", None) or getattr(dataset.dataset, "targets", None)
+        return dict(Counter(int(full[i]) for i in dataset.indices)) if full is not None else inner
+    return dict(Counter(int(y) for y in labels)) if labels is not None else {}
+
+
+def check_exercise_3(report, histories, loaders, models, n_val: int, per_class: int | None = None) -> None:
+    """The chapter's exercise 3. For each run, "without" and "with" augmentation: `histories[run]` the
+    History train.fit returned, `loaders[run]` the training loader it used, `models[run]` the trained
+    model, `report[run]` = {"val_acc": best validation accuracy, "gap": train minus val accuracy over
+    the last 3 epochs (stats.curve_summary)}. Verified: the augmented loader's transform has random
+    resized crops, flips and colour jitter, the other none of any random step; both hold `per_class`
+    images per class (default: 50, or the mode's size if smaller); both runs train the same parameters
+    for the same epochs; the reported numbers are those of the histories. `n_val`: validation images."""
+    from .. import settings, stats
     from ..train import History
 
-    _not_done(histories, "ex1_histories")
-    _not_done(report, "ex1_report")
+    if per_class is None:
+        per_class = min(EX3_PER_CLASS, settings.images_per_class() or EX3_PER_CLASS)
     runs = ("without", "with")
-    for name, value in (("ex1_histories", histories), ("ex1_report", report)):
-        _require(isinstance(value, dict) and set(runs) <= set(value),
-                 f"`{name}` should be a dict with the keys 'without' and 'with' (augmentation).")
+    for name, value in (("ex3_histories", histories), ("ex3_loaders", loaders), ("ex3_models", models),
+                        ("ex3_report", report)):
+        answer(value, name)
+        require(isinstance(value, dict) and set(runs) <= set(value),
+                f"`{name}` should be a dict with the keys 'without' and 'with' (augmentation).")
+        for run in runs:
+            answer(value[run], f"{name}['{run}']")
+    # the set-up: what each run trained on
+    steps = {run: _steps_06(getattr(getattr(loaders[run], "dataset", None), "transform", None)) for run in runs}
+    require(not (set(EX3_AUGMENTATIONS) <= set(steps["without"]) and not
+                 any(s.startswith(_RANDOM_STEPS_06) for s in steps["with"])),
+            "the loader of the run 'without' augmentation crops, flips and jitters, the one 'with' does not: "
+            "are the two swapped?")
     for run in runs:
-        _not_done(histories[run], f"ex1_histories['{run}']")
-        _require(isinstance(histories[run], History) and histories[run].epochs,
-                 f"ex1_histories['{run}'] should be the History that train.fit returned, "
-                 f"not a {type(histories[run]).__name__}.")
-    _require(histories["with"] is not histories["without"],
-             "ex1_histories['with'] and ['without'] are the same run: train twice, once on each loader.")
+        loader = loaders[run]
+        dataset = getattr(loader, "dataset", None)
+        require(dataset is not None, f"ex3_loaders['{run}'] should be the training DataLoader of that run, "
+                                     f"not a {type(loader).__name__}.")
+        run_steps = steps[run]
+        randoms = [s for s in run_steps if s.startswith(_RANDOM_STEPS_06)]
+        if run == "with":
+            missing = [s for s in EX3_AUGMENTATIONS if s not in run_steps]
+            require(not missing, f"the training transform of the run with augmentation is {run_steps or 'none'}: "
+                                 f"it lacks {', '.join(missing)}. The exercise asks for random crops, flips "
+                                 f"and colour jitter.",
+                    hint="preset.with_augmentation(colour_jitter=0.4) gives a preset whose train_transform adds "
+                         "ColorJitter to the crop and flip; load with data.image_loaders(..., augment=True).")
+        else:
+            require(not randoms, f"the run without augmentation still draws random steps: {', '.join(randoms)}.",
+                    hint="augment=False gives the training images the validation preprocessing (centre crop).")
+        counts = _per_class_06(dataset)
+        require(counts and set(counts.values()) == {per_class},
+                f"the training set of the run '{run}' holds {counts or 'an unknown number of'} images per class "
+                f"(label: count); the exercise asks for {per_class} per class"
+                + (" (fast mode's size)." if per_class != EX3_PER_CLASS else "."),
+                hint="setup.image_loaders(per_class=...) keeps a seeded subset of that many per class.")
+    require(len(loaders["with"].dataset) == len(loaders["without"].dataset) and
+            getattr(loaders["with"].dataset, "paths", None) == getattr(loaders["without"].dataset, "paths", None),
+            "the two runs train on different images: use the same subset, only the augmentation differs.")
+    # what trains
+    require(models["with"] is not models["without"], "ex3_models['with'] and ['without'] are the same model: "
+                                                    "train a fresh copy of the pretrained model for each run.")
+    trains = {run: {n for n, p in models[run].named_parameters() if p.requires_grad} for run in runs}
+    require(trains["with"], "no parameter of the model trained with augmentation has requires_grad: nothing trains.")
+    require(trains["with"] == trains["without"],
+            f"the two runs train different parameters ({len(trains['without'])} tensors without augmentation, "
+            f"{len(trains['with'])} with): apart from the augmentation the set-up must be the same.")
+    for run in runs:
+        h = histories[run]
+        require(isinstance(h, History) and h.epochs, f"ex3_histories['{run}'] should be the History that train.fit "
+                                                     f"returned, not a {type(h).__name__}.")
+    require(histories["with"] is not histories["without"],
+            "ex3_histories['with'] and ['without'] are the same run: train twice, once on each loader.")
+    require(len(histories["with"].epochs) == len(histories["without"].epochs),
+            f"the runs trained for {len(histories['without'].epochs)} (without) and {len(histories['with'].epochs)} "
+            f"(with) epochs: give both the same budget.")
     found = {}
     for run in runs:
         other = runs[1 - runs.index(run)]
         h, entry = histories[run], report[run]
-        _require(isinstance(entry, dict) and {"val_acc", "gap"} <= set(entry),
-                 f"ex1_report['{run}'] should be a dict with the keys 'val_acc' and 'gap'.")
-        for key in ("val_acc", "gap"):
-            _not_done(entry[key], f"ex1_report['{run}']['{key}']")
-        val_acc = _number(entry["val_acc"], f"ex1_report['{run}']['val_acc']")
-        gap = _number(entry["gap"], f"ex1_report['{run}']['gap']")
+        require(isinstance(entry, dict) and {"val_acc", "gap"} <= set(entry),
+                f"ex3_report['{run}'] should be a dict with the keys 'val_acc' and 'gap'.")
+        val_acc = number(entry["val_acc"], f"ex3_report['{run}']['val_acc']", "a fraction between 0 and 1")
+        gap = number(entry["gap"], f"ex3_report['{run}']['gap']", "train minus val accuracy")
         s, last = stats.curve_summary(h), h.epochs[-1]
         if abs(val_acc - h.best_val_acc) > 1e-6:
             hint = _first_match_06(val_acc, [
@@ -47,8 +121,8 @@ def check_06_augmentation(report, histories, n_val: int) -> None:
                                   "whose weights train.fit kept."),
                 (histories[other].best_val_acc, f"That is the '{other}' run's: are the two swapped?"),
             ]) or "Use history.best_val_acc."
-            raise ExerciseError(f"ex1_report['{run}']['val_acc'] is {val_acc:.4f}; the run's best validation "
-                                f"accuracy is {h.best_val_acc:.4f}. {hint}")
+            require(False, f"ex3_report['{run}']['val_acc'] is {val_acc:.4f}; the run's best validation "
+                           f"accuracy is {h.best_val_acc:.4f}. {hint}")
         if abs(gap - s["gap"]) > 1e-6:
             best_row = h.epochs[h.best_epoch - 1]
             hint = _first_match_06(gap, [
@@ -62,21 +136,24 @@ def check_06_augmentation(report, histories, n_val: int) -> None:
                 (s["val_loss"] - s["train_loss"], "That is a gap between losses; use the accuracies."),
                 (stats.curve_summary(histories[other])["gap"], f"That is the '{other}' run's gap: swapped?"),
             ]) or "Use stats.curve_summary(history)['gap']."
-            raise ExerciseError(f"ex1_report['{run}']['gap'] is {gap:+.4f}; the run's gap (train minus val "
-                                f"accuracy, last 3 epochs) is {s['gap']:+.4f}. {hint}")
+            require(False, f"ex3_report['{run}']['gap'] is {gap:+.4f}; the run's gap (train minus val "
+                           f"accuracy, last 3 epochs) is {s['gap']:+.4f}. {hint}")
         found[run] = (h.best_val_acc, s["gap"])
     (acc_without, gap_without), (acc_with, gap_with) = found["without"], found["with"]
     low, high = stats.wilson_interval(round(acc_with * n_val), n_val)
     images = round((acc_with - acc_without) * n_val)
     verdict = (f"augmentation narrowed the gap by {gap_without - gap_with:.3f}" if gap_with < gap_without else
                f"augmentation did not narrow the gap here ({gap_without:+.3f} -> {gap_with:+.3f})")
-    passed(f"without augmentation: val {acc_without:.3f}, gap {gap_without:+.3f}; with: val {acc_with:.3f}, "
-           f"gap {gap_with:+.3f}. {verdict.capitalize()}; validation accuracy moved by {images:+d} of {n_val} "
-           f"images, against a 95% interval of [{low:.3f}, {high:.3f}] for one run's accuracy: compare with "
-           f"section 4 before calling either better.")
+    randoms = [s for s in steps["with"] if s.startswith(_RANDOM_STEPS_06)]
+    passed(f"{per_class} images per class; with: {', '.join(randoms)}; "
+           f"without: no random step; {len(trains['with'])} parameter tensors train in both. Without "
+           f"augmentation: val {acc_without:.3f}, gap {gap_without:+.3f}; with: val {acc_with:.3f}, gap "
+           f"{gap_with:+.3f}. {verdict.capitalize()}; validation accuracy moved by {images:+d} of {n_val} images, "
+           f"against a 95% interval of [{low:.3f}, {high:.3f}] for one run's accuracy: compare with section 4 "
+           f"before calling either better.")
 
 
-def check_06_images_needed(answer, accuracy: float, n_val: int, half_width: float = 0.02,
+def check_06_images_needed(images_needed, accuracy: float, n_val: int, half_width: float = 0.02,
                            confidence: float = 0.95) -> None:
     """Validation images for a `confidence` interval of +-`half_width` around an accuracy near `accuracy`
     (the normal interval's half-width z sqrt(p (1 - p) / n), solved for n); `n_val`: the images used now."""
@@ -84,8 +161,7 @@ def check_06_images_needed(answer, accuracy: float, n_val: int, half_width: floa
 
     from .. import stats
 
-    _not_done(answer, "images_needed")
-    n = _number(answer, "images_needed")
+    n = number(images_needed, "images_needed", "a number of images")
     z, p = stats.z_value(confidence), accuracy
 
     def needed(p=p, h=half_width, z=z):
@@ -99,7 +175,7 @@ def check_06_images_needed(answer, accuracy: float, n_val: int, half_width: floa
                f"[{low:.3f}, {high:.3f}]. Halving the interval costs 4 times the images; at p = 0.5 "
                f"({needed(p=0.5):,}) the most.")
         return
-    _require(n >= 1, f"images_needed is {n:g}: it should be a number of images (at least 1).")
+    require(n >= 1, f"images_needed is {n:g}: it should be a number of images (at least 1).")
     hint = _first_match_06(n, [
         (needed(p=0.5), f"That is the worst case, p = 0.5, where p (1 - p) is largest: a safe bound, but at "
                         f"an accuracy of {p:.3f} fewer images do. Use p = the measured accuracy."),
@@ -113,7 +189,7 @@ def check_06_images_needed(answer, accuracy: float, n_val: int, half_width: floa
         (math.ceil(z * math.sqrt(p * (1 - p)) / half_width), "Square the whole ratio: n = (z sqrt(p (1 - p)) / h)^2."),
         (needed(h=100 * half_width), f"The half-width goes in as a fraction ({half_width:g}), not in percent."),
     ], tolerance=max(2, 0.02 * n))
-    raise ExerciseError(f"images_needed is {n:,.0f}; about {want:,} are needed. " + (hint or
+    require(False, f"images_needed is {n:,.0f}; about {want:,} are needed. " + (hint or
                         f"Solve half-width = z sqrt(p (1 - p) / n) for n, with z = {z:.2f}, p = {p:.3f} "
                         f"and half-width {half_width:g}."))
 
@@ -147,20 +223,20 @@ def mystery_histories_06() -> dict:
     return out
 
 
-def check_06_diagnoses(answer, histories) -> None:
+def check_06_diagnoses(my_diagnoses, histories) -> None:
     """`answer`: {key: "underfitting" | "overfitting" | "good fit"} for each of `histories`."""
     from .. import stats
 
-    _not_done(answer, "my_diagnoses")
-    _require(isinstance(answer, dict) and set(answer) == set(histories),
+    answer(my_diagnoses, "my_diagnoses")
+    require(isinstance(my_diagnoses, dict) and set(my_diagnoses) == set(histories),
              f"`my_diagnoses` should be a dict with one entry per history: keys {sorted(histories)}.")
     aliases = {"underfit": "underfitting", "overfit": "overfitting", "good": "good fit", "goodfit": "good fit",
                "good fitting": "good fit", "good-fit": "good fit"}
     problems, reasons = [], []
     for key, h in sorted(histories.items()):
-        _not_done(answer[key], f"my_diagnoses['{key}']")
-        given = aliases.get(str(answer[key]).strip().lower(), str(answer[key]).strip().lower())
-        _require(given in stats.DIAGNOSES, f"my_diagnoses['{key}'] is {answer[key]!r}: use one of "
+        answer(my_diagnoses[key], f"my_diagnoses['{key}']")
+        given = aliases.get(str(my_diagnoses[key]).strip().lower(), str(my_diagnoses[key]).strip().lower())
+        require(given in stats.DIAGNOSES, f"my_diagnoses['{key}'] is {my_diagnoses[key]!r}: use one of "
                                            f"'underfitting', 'overfitting' or 'good fit'.")
         s, want = stats.curve_summary(h), stats.diagnose(h)
         lowest = min(h.epochs, key=lambda row: row["val_loss"])
@@ -182,5 +258,5 @@ def check_06_diagnoses(answer, histories) -> None:
             problems.append(f"{key}: you said {given}, but it is {want}: {why}")
         reasons.append(f"{key}: {want}: {why}")
     if problems:
-        raise ExerciseError(f"{len(problems)} of {len(histories)} not right yet.\n" + "\n".join(problems))
+        require(False, f"{len(problems)} of {len(histories)} not right yet.\n" + "\n".join(problems))
     passed("all three.\n" + "\n".join(reasons))

@@ -1,22 +1,10 @@
 """Exercise checks of chapter 02 preprocessing."""
 from __future__ import annotations
 
-from ._common import ExerciseError, _require, _not_done, passed
+from .harness import ExerciseError, answer, call, passed, require
 
 
 _CHANNELS = ("red", "green", "blue")
-
-
-def _call_02(function, name: str, *args, hint: str = ""):
-    """Call a student's function; 'not done' for a NotImplementedError, the error and a hint otherwise."""
-    _not_done(function, name)
-    try:
-        return function(*args)
-    except NotImplementedError:
-        raise ExerciseError(f"Not done yet: `{name}` still raises NotImplementedError. Replace that line "
-                            f"with your code and run the cell again.") from None
-    except Exception as err:
-        raise ExerciseError(f"`{name}` raised {type(err).__name__}: {err}. {hint}".rstrip()) from err
 
 
 def check_02_normalize(my_normalize) -> None:
@@ -29,17 +17,17 @@ def check_02_normalize(my_normalize) -> None:
     presets = {"ImageNet's": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
                "the TF-style": ((0.498, 0.498, 0.498), (0.502, 0.502, 0.502))}
     for label, (mean, std) in presets.items():
-        got = _call_02(my_normalize, "my_normalize", image.clone(), mean, std,
-                       hint="Hint: mean and std hold one number per channel; to subtract them from a "
+        got = call(my_normalize, "my_normalize", image.clone(), mean, std,
+                       hint="mean and std hold one number per channel; to subtract them from a "
                             "(3, H, W) image make them tensors of shape (3, 1, 1), e.g. "
                             "`torch.tensor(mean).view(3, 1, 1)`.")
-        _require(isinstance(got, torch.Tensor),
+        require(isinstance(got, torch.Tensor),
                  f"`my_normalize` should return a tensor, not a {type(got).__name__}.")
-        _require(tuple(got.shape) == tuple(image.shape),
+        require(tuple(got.shape) == tuple(image.shape),
                  f"For an image of shape {tuple(image.shape)} you return shape {tuple(got.shape)}: the "
                  f"result should keep the image's shape (channels first). Hint: shape mean and std as "
                  f"(3, 1, 1) so they broadcast over height and width.")
-        _require(got.is_floating_point(),
+        require(got.is_floating_point(),
                  f"You return {got.dtype}: normalised values are fractions and negative numbers, so the "
                  f"result must be a float tensor. Hint: `image.float() / 255` first.")
         x = image.double() / 255
@@ -61,11 +49,11 @@ def check_02_normalize(my_normalize) -> None:
         }
         for feedback, wrong in mistakes.items():
             if torch.allclose(got, wrong, atol=1e-4):
-                raise ExerciseError(f"With {label} statistics, {feedback}")
+                raise ExerciseError(f"Not yet: with {label} statistics, {feedback}")
         off = (got - expected.double()).abs().flatten(1).mean(1)
         c = int(off.argmax())
         raise ExerciseError(
-            f"With {label} statistics, channel {c} ({_CHANNELS[c]}) is off by {off[c]:.3f} on average "
+            f"Not yet: with {label} statistics, channel {c} ({_CHANNELS[c]}) is off by {off[c]:.3f} on average "
             f"(channels {', '.join(f'{v:.3f}' for v in off.tolist())}): did you use the {_CHANNELS[c]} "
             f"channel's mean and std, mean[{c}] = {mean[c]} and std[{c}] = {std[c]}? "
             f"Expected (image / 255 - mean[c]) / std[c] for every channel c.")
@@ -101,35 +89,35 @@ def check_02_channel_stats(channel_stats, images) -> None:
     for case, imgs in (("two small test images of different sizes", [small, large]), ("your images", images)):
         imgs = list(imgs)  # (the test images first: a placeholder is reported before yours are read)
         case = f"your {len(imgs)} images" if imgs is not None and case == "your images" else case
-        answer = _call_02(channel_stats, "channel_stats", list(imgs),
-                          hint="Hint: the images have different sizes, so `torch.stack` cannot batch "
+        result = call(channel_stats, "channel_stats", list(imgs),
+                          hint="the images have different sizes, so `torch.stack` cannot batch "
                                "them; flatten each to (3, H*W) and `torch.cat` them along dim 1.")
         try:
-            mean, std = answer
+            mean, std = result
             mean = torch.as_tensor(mean, dtype=torch.float64).flatten()
             std = torch.as_tensor(std, dtype=torch.float64).flatten()
         except (TypeError, ValueError, RuntimeError):
-            raise ExerciseError("`channel_stats` should return two things, (mean, std), each with 3 "
+            raise ExerciseError("Not yet: `channel_stats` should return two things, (mean, std), each with 3 "
                                 "numbers (one per channel).") from None
-        _require(mean.numel() == 3 and std.numel() == 3,
+        require(mean.numel() == 3 and std.numel() == 3,
                  f"mean has {mean.numel()} and std {std.numel()} number(s): each needs one per channel (3). "
                  f"Hint: reduce over the pixels only, e.g. `pixels.mean(dim=1)` for pixels of shape (3, N).")
         want_mean, want_std, n = _channel_stats_reference(imgs)
         sample_std = want_std * (n / (n - 1)) ** 0.5   # Bessel's correction: also accepted
-        _require(float(mean.max()) <= 1 + 1e-6 and float(std.max()) <= 1 + 1e-6,
+        require(float(mean.max()) <= 1 + 1e-6 and float(std.max()) <= 1 + 1e-6,
                  f"On {case}: your values go up to {float(torch.cat([mean, std]).max()):.1f}: give them in "
                  f"[0, 1] units, as the presets do (divide the uint8 values by 255).")
         if not torch.allclose(mean, want_mean, atol=1e-4):
             per_image = torch.stack([img.reshape(3, -1).double().mean(1) / 255 for img in imgs]).mean(0)
             if len(imgs) > 1 and torch.allclose(mean, per_image, atol=1e-4):
-                raise ExerciseError(f"On {case}: you averaged the images' own means, so a small image counts "
+                raise ExerciseError(f"Not yet: on {case}: you averaged the images' own means, so a small image counts "
                                     f"as much as a large one. Pool all pixels first, then take one mean "
                                     f"per channel.")
             if torch.allclose(mean, want_mean.flip(0), atol=1e-4):
-                raise ExerciseError(f"On {case}: your channels are in reverse order (B, G, R); the images "
+                raise ExerciseError(f"Not yet: on {case}: your channels are in reverse order (B, G, R); the images "
                                     f"are (3, H, W) with channel 0 = red.")
             c = int((mean - want_mean).abs().argmax())
-            raise ExerciseError(f"On {case}: the {_CHANNELS[c]} mean is {float(mean[c]):.4f}, it should be "
+            raise ExerciseError(f"Not yet: on {case}: the {_CHANNELS[c]} mean is {float(mean[c]):.4f}, it should be "
                                 f"{float(want_mean[c]):.4f}.")
         def near(*candidates):
             return any(torch.allclose(std, c, atol=1e-4) for c in candidates)
@@ -138,13 +126,13 @@ def check_02_channel_stats(channel_stats, images) -> None:
             per_image_std = [torch.stack([(img.reshape(3, -1).double() / 255).std(1, correction=k)
                                           for img in imgs]).mean(0) for k in (0, 1)]
             if len(imgs) > 1 and near(*per_image_std):
-                raise ExerciseError(f"On {case}: you averaged the images' own standard deviations; that leaves "
+                raise ExerciseError(f"Not yet: on {case}: you averaged the images' own standard deviations; that leaves "
                                     f"out how much the images differ from each other. Pool all pixels "
                                     f"first, then take one std per channel.")
             if near(want_std**2, sample_std**2):
-                raise ExerciseError(f"On {case}: that is the variance; the std is its square root.")
+                raise ExerciseError(f"Not yet: on {case}: that is the variance; the std is its square root.")
             c = int((std - want_std).abs().argmax())
-            raise ExerciseError(f"On {case}: the {_CHANNELS[c]} std is {float(std[c]):.4f}, it should be "
+            raise ExerciseError(f"Not yet: on {case}: the {_CHANNELS[c]} std is {float(std[c]):.4f}, it should be "
                                 f"{float(want_std[c]):.4f}.")
     fmt = lambda v: "(" + ", ".join(f"{x:.3f}" for x in v.tolist()) + ")"  # noqa: E731
     passed(f"over {n:,} pixels per channel: mean {fmt(want_mean)}, std {fmt(want_std)}.")
@@ -166,44 +154,44 @@ def check_02_no_flip_augmentation(make_transform, preset, samples: int = 64) -> 
     when mirrored. Checked: output shape and type, normalised, random, never mirrored or upside down."""
     import torch
 
-    transform = _call_02(make_transform, "sign_train_transform", preset)
-    _require(callable(transform),
+    transform = call(make_transform, "sign_train_transform", preset)
+    require(callable(transform),
              f"`sign_train_transform(preset)` should return a transform (e.g. a v2.Compose), "
              f"not a {type(transform).__name__}.")
     image = _ramp_image()
     with torch.random.fork_rng():  # the same samples every time, without touching the notebook's seeds
         torch.manual_seed(0)
-        outputs = [_call_02(transform, "the transform", image.clone()) for _ in range(samples)]
+        outputs = [call(transform, "the transform", image.clone()) for _ in range(samples)]
     first = outputs[0]
-    _require(isinstance(first, torch.Tensor),
+    require(isinstance(first, torch.Tensor),
              f"The transform returns a {type(first).__name__}; the model needs a tensor. Hint: work on the "
              f"uint8 tensor with v2 transforms and end with v2.ToDtype and v2.Normalize.")
     shape = (3, preset.crop, preset.crop)
     bad = [tuple(o.shape) for o in outputs if tuple(o.shape) != shape]
     if bad:
-        raise ExerciseError(f"Output shape {bad[0]}; the model's input is {shape}. Hint: a "
+        raise ExerciseError(f"Not yet: output shape {bad[0]}; the model's input is {shape}. Hint: a "
                             f"RandomResizedCrop(preset.crop) (or Resize + RandomCrop) gives every sample "
                             f"that size.")
-    _require(first.dtype == torch.float32,
+    require(first.dtype == torch.float32,
              f"Output type {first.dtype}; the model needs float32. Hint: v2.ToDtype(torch.float32, scale=True).")
     stacked = torch.stack(outputs)
-    _require(float(stacked.max()) < 20,
+    require(float(stacked.max()) < 20,
              f"Values go up to {float(stacked.max()):.0f}: the 0-255 scale. Use "
              f"v2.ToDtype(torch.float32, scale=True), which also divides by 255.")
-    _require(float(stacked.min()) < -0.1,
+    require(float(stacked.min()) < -0.1,
              "No value is negative, so the output is not normalised (a dark pixel should come out "
              "below 0). Add v2.Normalize(preset.mean, preset.std) at the end.")
-    _require(float((stacked - first).abs().max()) > 1e-3,
+    require(float((stacked - first).abs().max()) > 1e-3,
              f"All {samples} outputs are identical: this is a deterministic (validation) transform. "
              f"Training wants a different view each time: random crops, small rotations, colour changes.")
     half = preset.crop // 2
     red, green = stacked[:, 0], stacked[:, 1]
     mirrored = int((red[:, :, :half].mean((1, 2)) > red[:, :, -half:].mean((1, 2)) + 1e-3).sum())
     upside_down = int((green[:, :half].mean((1, 2)) > green[:, -half:].mean((1, 2)) + 1e-3).sum())
-    _require(mirrored == 0,
+    require(mirrored == 0,
              f"{mirrored} of {samples} samples came out mirrored left to right: a mirrored 'b' reads 'd', "
              f"a left arrow becomes a right arrow. Remove v2.RandomHorizontalFlip (and any other flip).")
-    _require(upside_down == 0,
+    require(upside_down == 0,
              f"{upside_down} of {samples} samples came out upside down: a 6 becomes a 9. Remove vertical "
              f"flips and large rotations (keep rotations within a few degrees).")
     passed(f"{samples} samples: shape {shape}, float32, normalised, all different, none mirrored or "

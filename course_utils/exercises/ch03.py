@@ -1,102 +1,155 @@
-"""Exercise checks of chapter 03 feature extraction."""
+"""Exercise checks of chapter 03 feature extraction, and the exercises' material (folders, digits)."""
 from __future__ import annotations
 
-from ._common import ExerciseError, _number, _require, _not_done, passed
+import hashlib
+import shutil
+from pathlib import Path
+
+from .harness import ExerciseError, answer, number, passed, require
 
 
-def _fraction_03(value, what: str) -> float:
-    value = _number(value, what, "an accuracy as a fraction")
-    _require(0 <= value <= 1, f"{what} is {value:g}: give accuracies as fractions between 0 and 1, "
-                              f"not percentages.")
+def _fraction(value, what: str) -> float:
+    value = number(value, what, "an accuracy as a fraction")
+    require(0 <= value <= 1, f"{what} is {value:g}: give accuracies as fractions between 0 and 1, not percentages.")
     return value
 
+
+def exercise_folder(kind: str, source, per_class: int | None) -> Path:
+    """An empty folder for files an exercise writes, keyed by what produces them: the exercise
+    (`kind`), the source dataset (its name and a hash of its full path) and the mode (`per_class`).
+    Whatever an earlier run left there is deleted, so nothing leaks between runs or datasets."""
+    from .. import settings
+
+    source = Path(source).expanduser().resolve()
+    key = f"{source.name}-{hashlib.sha1(str(source).encode()).hexdigest()[:8]}-{per_class or 'all'}"
+    folder = settings.data_dir() / "exercises" / kind / key
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def digits_dataset(train_per_class: int = 20, val_per_class: int = 10, seed: int = 0) -> Path:
+    """scikit-learn's handwritten digits (UCI, 1,797 scans of 8x8 pixels, ten classes), written out
+    as an ImageFolder of PNGs (64x64, dark ink on white): a task unlike ants vs bees for exercise 4.
+    Rewritten from scratch on every call (a fixed seeded split, so always the same files)."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    root = exercise_folder("digits", Path(load_digits.__module__.replace(".", "/")),
+                           f"{train_per_class}+{val_per_class}")
+    rng = np.random.default_rng(seed)
+    for c in range(10):
+        rows = rng.permutation(np.flatnonzero(digits.target == c))
+        for split, chosen in (("train", rows[:train_per_class]),
+                              ("val", rows[train_per_class:train_per_class + val_per_class])):
+            folder = root / split / str(c)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in chosen:
+                pixels = (255 - digits.images[i] * 255 / 16).astype(np.uint8)
+                Image.fromarray(pixels).resize((64, 64), Image.BICUBIC).convert("RGB").save(folder / f"digit_{i:04d}.png")
+    return root
+
+
+# --- Practice 03.a: feature extraction by hand ---------------------------------------------------
 
 def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, measured: dict) -> None:
     """`my_model`: the chapter's model with its base frozen by hand and its head trained;
     `my_result`: {"accuracy", "seconds", "trainable"} for it. `pretrained` is the chapter's frozen,
-    untrained model (same architecture); `measured` maps the chapter's runs to the same three numbers."""
+    untrained model (same architecture); `measured` maps the chapter's runs to the same three numbers
+    and must hold the rows "plain ..." (base re-run every epoch) and "cached ..." (features once)."""
     import torch
     from torch import nn
 
     from .. import train, zoo
 
-    _not_done(my_model, "my_model")
-    _require(isinstance(my_model, nn.Module),
-             f"`my_model` should be a model (an nn.Module), not a {type(my_model).__name__}.")
+    answer(my_model, "my_model")
+    require(isinstance(my_model, nn.Module),
+            f"`my_model` should be a model (an nn.Module), not a {type(my_model).__name__}.")
     names = {n: p.shape for n, p in my_model.named_parameters()}
-    _require(names == {n: p.shape for n, p in pretrained.named_parameters()},
-             "`my_model` is not the chapter's architecture with a new head: load it with "
-             "zoo.load_pretrained(MODEL, num_classes=len(classes)).")
+    require(names == {n: p.shape for n, p in pretrained.named_parameters()},
+            "`my_model` is not the chapter's architecture with a new head: load it with "
+            "zoo.load_pretrained(MODEL, num_classes=len(classes)).")
     head_name, head = zoo.head(my_model)
     trainable, total = zoo.count_parameters(my_model)
     in_base = [n for n, p in my_model.named_parameters() if p.requires_grad and not n.startswith(head_name + ".")]
     if in_base:
-        where = "all of them" if trainable == total else f"{sum(my_model.get_parameter(n).numel() for n in in_base):,} in the base, e.g. {in_base[0]}"
-        raise ExerciseError(f"Your frozen model still has {trainable:,} trainable parameters ({where}): did you "
-                            f"set requires_grad = False on the base? Loop over my_model.parameters() first, then "
+        where = ("all of them" if trainable == total else
+                 f"{sum(my_model.get_parameter(n).numel() for n in in_base):,} in the base, e.g. {in_base[0]}")
+        raise ExerciseError(f"Not yet: your frozen model still has {trainable:,} trainable parameters ({where}): did "
+                            f"you set requires_grad = False on the base? Loop over my_model.parameters() first, then "
                             f"turn the head's back on.")
-    _require(all(p.requires_grad for p in head.parameters()),
-             f"The head {head_name} is frozen too ({trainable:,} trainable parameters): nothing can learn. "
-             f"After freezing everything, set requires_grad = True on zoo.head(my_model).layer's parameters.")
+    require(all(p.requires_grad for p in head.parameters()),
+            f"The head {head_name} is frozen too ({trainable:,} trainable parameters): nothing can learn. "
+            f"After freezing everything, set requires_grad = True on zoo.head(my_model).layer's parameters.")
     reference = pretrained.state_dict()
     for key, value in my_model.state_dict().items():
-        if key.startswith(head_name + "."):
+        if key.startswith(head_name + ".") or torch.equal(value.cpu(), reference[key].cpu()):
             continue
-        if not torch.equal(value.cpu(), reference[key].cpu()):
-            if "running_" in key:
-                change = (value.cpu().float() - reference[key].cpu().float()).abs().max().item()
-                raise ExerciseError(f"The base's BatchNorm statistics changed ({key} moved by up to {change:.3g}): "
-                                    f"the base ran in train mode while the head trained (section 3). Train with "
-                                    f"train.fit or on features.feature_loaders, which keep them fixed.")
-            raise ExerciseError(f"The base's weights changed ({key}): it was trained. Freeze the base before "
-                                f"building the optimizer and training.")
-    _require(not torch.equal(head.weight.detach().cpu(), zoo.head(pretrained).layer.weight.detach().cpu()),
-             "Your head still has the weights it was created with: train it (train.fit on the head "
-             "and your feature loaders).")
+        if "running_" in key:
+            change = (value.cpu().float() - reference[key].cpu().float()).abs().max().item()
+            raise ExerciseError(f"Not yet: the base's BatchNorm statistics changed ({key} moved by up to "
+                                f"{change:.3g}): the base ran in train mode while the head trained (section 3). "
+                                f"Train with train.fit or on features.feature_loaders, which keep them fixed.")
+        raise ExerciseError(f"Not yet: the base's weights changed ({key}): it was trained. Freeze the base before "
+                            f"building the optimizer and training.")
+    require(not torch.equal(head.weight.detach().cpu(), zoo.head(pretrained).layer.weight.detach().cpu()),
+            "Your head still has the weights it was created with: train it (train.fit on the head "
+            "and your feature loaders).")
 
-    _not_done(my_result, "my_result")
-    _require(isinstance(my_result, dict) and {"accuracy", "seconds", "trainable"} <= set(my_result),
-             "`my_result` should be a dict with the keys 'accuracy', 'seconds' and 'trainable'.")
+    answer(my_result, "my_result")
+    require(isinstance(my_result, dict) and {"accuracy", "seconds", "trainable"} <= set(my_result),
+            "`my_result` should be a dict with the keys 'accuracy', 'seconds' and 'trainable'.")
     for key in ("accuracy", "seconds", "trainable"):
-        _not_done(my_result[key], f"my_result['{key}']")
-    count = my_result["trainable"]
+        answer(my_result[key], f"my_result['{key}']")
+    count = number(my_result["trainable"], "my_result['trainable']", "a count of parameters")
     weights = head.weight.numel()
-    _require(count != total, f"my_result['trainable'] is {count:,}: every parameter of the model. Count only "
-                             f"those with requires_grad (zoo.count_parameters gives both numbers).")
-    _require(count != weights, f"my_result['trainable'] is {count:,}: the head's weights only. Count its "
-                               f"{head.bias.numel()} biases too.")
-    _require(count == trainable, f"my_result['trainable'] is {count}; your model has {trainable:,} trainable "
-                                 f"parameters (the head: {head.in_features} x {head.out_features} weights + "
-                                 f"{head.out_features} biases).")
-    accuracy = _fraction_03(my_result["accuracy"], "my_result['accuracy']")
+    require(count != total, f"my_result['trainable'] is {count:,.0f}: every parameter of the model. Count only "
+                            f"those with requires_grad (zoo.count_parameters gives both numbers).")
+    require(count != weights, f"my_result['trainable'] is {count:,.0f}: the head's weights only. Count its "
+                              f"{head.bias.numel()} biases too.")
+    require(count == trainable, f"my_result['trainable'] is {count:,.0f}; your model has {trainable:,} trainable "
+                                f"parameters (the head: {head.in_features} x {head.out_features} weights + "
+                                f"{head.out_features} biases).")
+    accuracy = _fraction(my_result["accuracy"], "my_result['accuracy']")
     actual = train.accuracy(my_model, val_loader)
     n = len(val_loader.dataset)
-    _require(abs(accuracy - actual) <= 1.5 / n,
-             f"my_result['accuracy'] is {accuracy:.3f}, but your model classifies {actual:.3f} of the {n} validation "
-             f"images correctly. Use the best validation accuracy of the run (history.best_val_acc): train.fit "
-             f"leaves the model with that epoch's weights.")
-    try:
-        seconds = float(my_result["seconds"])
-    except (TypeError, ValueError):
-        raise ExerciseError("my_result['seconds'] should be a number of seconds (time.perf_counter() "
-                            "differences).") from None
-    _require(seconds > 0, f"my_result['seconds'] is {seconds:g}: time the run with time.perf_counter() before "
-                          f"and after, and store the difference.")
+    require(abs(accuracy - actual) <= 1.5 / n,
+            f"my_result['accuracy'] is {accuracy:.3f}, but your model classifies {actual:.3f} of the {n} validation "
+            f"images correctly. Use the best validation accuracy of the run (history.best_val_acc): train.fit "
+            f"leaves the model with that epoch's weights.")
+    seconds = number(my_result["seconds"], "my_result['seconds']", "seconds, from time.perf_counter()")
+    plain = min(r["seconds"] for k, r in measured.items() if k.startswith("plain"))
+    cached = min(r["seconds"] for k, r in measured.items() if k.startswith("cached"))
+    low, high = 0.3 * cached, 3 * max(plain, cached)
+    require(not (seconds > high and low <= seconds / 1000 <= high),
+            f"my_result['seconds'] is {seconds:g}: that looks like milliseconds. Give seconds "
+            f"(time.perf_counter() differences are in seconds).")
+    require(seconds >= low,
+            f"my_result['seconds'] is {seconds:.2f} s, but computing the features alone took the chapter about "
+            f"{cached:.1f} s (section 4's cached run: features once + head). Time the whole thing, from loading "
+            f"the model to the end of training, feature extraction included.")
+    require(seconds <= high,
+            f"my_result['seconds'] is {seconds:.1f} s, more than 3x the chapter's slowest comparable run "
+            f"({max(plain, cached):.1f} s). Did you time something else too (e.g. with the clock started in an "
+            f"earlier cell), or train the whole model on images instead of the head on cached features?")
     best = max(row["accuracy"] for row in measured.values())
-    _require(actual >= best - 0.1,
-             f"Your head reaches {actual:.3f}, well below the chapter's runs (up to {best:.3f}). Did it train "
-             f"long enough, with the chapter's learning rate and momentum?")
+    require(actual >= best - 0.1,
+            f"Your head reaches {actual:.3f}, well below the chapter's runs (up to {best:.3f}). Did it train "
+            f"long enough, with the chapter's learning rate and momentum?")
     rows = {**measured, "yours (base frozen by hand)": dict(accuracy=actual, seconds=seconds, trainable=count)}
     width = max(map(len, rows))
     lines = [f"  {'run':{width}}  accuracy  seconds  trainable"] + [
-        f"  {name:{width}}  {r['accuracy']:8.3f}  {r['seconds']:7.1f}  {r['trainable']:9,}" for name, r in rows.items()]
-    passed(f"only the head's {count:,} parameters trained, the base is the pretrained one, "
-           f"validation accuracy {actual:.3f}.\n" + "\n".join(lines))
+        f"  {name:{width}}  {r['accuracy']:8.3f}  {r['seconds']:7.1f}  {r['trainable']:9,.0f}" for name, r in rows.items()]
+    passed(f"only the head's {trainable:,} parameters trained, the base is the pretrained one, validation accuracy "
+           f"{actual:.3f}, {seconds:.1f} s (the chapter's cached run: {cached:.1f} s).\n" + "\n".join(lines))
 
 
-def _probe_03(x, y, val_x, val_y, per_class: int, lr: float, momentum: float, epochs: int, seed: int) -> float:
+# --- Practice 03.b: how many labelled images ------------------------------------------------------
+
+def _probe(x, y, val_x, val_y, per_class: int, lr: float, momentum: float, epochs: int, seed: int) -> float:
     """Best validation accuracy of a fresh Linear head trained on the first `per_class` rows of each class."""
-
     import torch
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
@@ -121,80 +174,178 @@ def check_03_images_per_class(shots, feature_loaders: dict, lr: float, momentum:
     first n cached training features of each class. Compared with heads trained here the same way."""
     import torch
 
-    _not_done(shots, "shots")
-    _require(isinstance(shots, dict) and set(shots) == {5, 10, 20},
-             f"`shots` should be a dict {{5: accuracy, 10: accuracy, 20: accuracy}}, not "
-             f"{shots if not isinstance(shots, dict) else 'one with the keys ' + str(sorted(shots, key=str))}.")
+    answer(shots, "shots")
+    require(isinstance(shots, dict) and set(shots) == {5, 10, 20},
+            f"`shots` should be a dict {{5: accuracy, 10: accuracy, 20: accuracy}}, not "
+            f"{shots if not isinstance(shots, dict) else 'one with the keys ' + str(sorted(shots, key=str))}.")
     x, y = feature_loaders["train"].dataset.tensors
     val_x, val_y = feature_loaders["val"].dataset.tensors
     majority = torch.bincount(val_y).max().item() / len(val_y)
-    full = _probe_03(x, y, val_x, val_y, len(y), lr, momentum, epochs, seed=0)
+    full = _probe(x, y, val_x, val_y, len(y), lr, momentum, epochs, seed=0)
     lines = []
     for n in (5, 10, 20):
-        got = _fraction_03(shots[n], f"shots[{n}]")
-        reference = [_probe_03(x, y, val_x, val_y, n, lr, momentum, epochs, seed) for seed in range(seeds)]
+        got = _fraction(shots[n], f"shots[{n}]")
+        reference = [_probe(x, y, val_x, val_y, n, lr, momentum, epochs, seed) for seed in range(seeds)]
         low, high = min(reference) - 0.05, max(reference) + 0.05
         if low <= got <= high:
             used = sum(min(n, int((y == c).sum())) for c in range(int(y.max()) + 1))
             lines.append(f"  {n:2} per class ({used:3} images): {got:.3f}   "
                          f"(reference {min(reference):.3f}-{max(reference):.3f})")
             continue
-        if abs(got - majority) < 0.02 and low > majority + 0.02:
-            raise ExerciseError(f"With {n} per class your head scores {got:.3f}: chance level (always the same "
-                                f"class). Did your subset hold every class? `x[:{n}]` takes the first rows, which "
-                                f"are all of one class (features are in dataset order, sorted by class): select "
-                                f"{n} rows per class, e.g. with (y == c).nonzero().")
-        if abs(got - full) < 0.02 and high < full - 0.02:
-            raise ExerciseError(f"With {n} per class you have {got:.3f}, which is what a head trained on all "
-                                f"{len(y)} training features reaches ({full:.3f}): did you train on the subset?")
-        raise ExerciseError(f"With {n} per class you have {got:.3f}; a fresh head trained on the first {n} "
-                            f"features of each class for {epochs} epochs (lr {lr}, momentum {momentum}) reaches "
-                            f"{min(reference):.3f}-{max(reference):.3f} here. Check the subset, a fresh "
-                            f"nn.Linear for each n, and that you report history.best_val_acc.")
+        require(not (abs(got - majority) < 0.02 and low > majority + 0.02),
+                f"With {n} per class your head scores {got:.3f}: chance level (always the same class). Did your "
+                f"subset hold every class? `x[:{n}]` takes the first rows, which are all of one class (features "
+                f"are in dataset order, sorted by class): select {n} rows per class, e.g. with (y == c).nonzero().")
+        require(not (abs(got - full) < 0.02 and high < full - 0.02),
+                f"With {n} per class you have {got:.3f}, which is what a head trained on all {len(y)} training "
+                f"features reaches ({full:.3f}): did you train on the subset?")
+        require(False, f"With {n} per class you have {got:.3f}; a fresh head trained on the first {n} features of "
+                       f"each class for {epochs} epochs (lr {lr}, momentum {momentum}) reaches "
+                       f"{min(reference):.3f}-{max(reference):.3f} here. Check the subset, a fresh nn.Linear for "
+                       f"each n, and that you report history.best_val_acc.")
     passed("\n".join([f"how accuracy grows with labelled images (all {len(y)}: {full:.3f}):"] + lines))
 
 
-def check_03_custom_dataset(root, model, history, preset, device=None) -> None:
-    """The student's upright / upside-down ImageFolder at `root`, and the model trained on it:
-    the layout the course reads, balanced classes, no photo in two places, and an accuracy that
-    `model` really reaches on root/val."""
-    from pathlib import Path
+# --- Practice 03.c: upright or upside down --------------------------------------------------------
 
+def _small(path, size: int = 24):
+    import torch.nn.functional as F
+
+    from .. import data
+    return F.interpolate(data.decode(Path(path), size).float()[None], size=(size, size), mode="area")[0]
+
+
+def check_03_custom_dataset(root, source, model, history, preset, device=None) -> None:
+    """The student's upright / upside-down ImageFolder at `root`, made from the ImageFolder `source`,
+    and the model trained on it: the layout the course reads, balanced classes that do NOT encode the
+    source's classes, photos really rotated by 180 degrees, no photo in two places, and an accuracy
+    that `model` really reaches on root/val, above a coin toss."""
     from .. import data, train
-    _not_done(model, "upright_model")
-    _not_done(history, "upright_history")
-    root = Path(root)
+    answer(model, "upright_model")
+    answer(history, "upright_history")
+    root, source = Path(root), Path(source)
     try:
         classes = data.find_classes(root)
     except data.DatasetError as err:
-        raise ExerciseError(f"The course cannot read your dataset yet: {err}") from None
-    _require(classes == ["upright", "upside_down"],
-             f"{root}/train has the class folders {classes}; it should have exactly 'upright' and 'upside_down'.")
+        raise ExerciseError(f"Not yet: the course cannot read your dataset yet: {err}") from None
+    require(classes == ["upright", "upside_down"],
+            f"{root}/train has the class folders {classes}; it should have exactly 'upright' and 'upside_down'.")
+    source_classes = data.find_classes(source)
     stems = {}
     for split in ("train", "val"):
         items, _ = data.scan_split(root, split, classes)
         counts = [sum(label == c for _, label in items) for c in range(2)]
-        _require(min(counts) >= 2 and max(counts) - min(counts) <= 2,
-                 f"{split}/ holds {counts[0]} upright and {counts[1]} upside-down images: give both classes "
-                 f"(nearly) the same number, at least 2 each.")
+        require(min(counts) >= 2 and max(counts) - min(counts) <= 2,
+                f"{split}/ holds {counts[0]} upright and {counts[1]} upside-down images: give both classes "
+                f"(nearly) the same number, at least 2 each.")
         names = [{p.stem for p, label in items if label == c} for c in range(2)]
-        _require(not names[0] & names[1], f"{split}/: the photo(s) {sorted(names[0] & names[1])[:3]} are in both "
-                                          f"classes; each photo should be either upright or rotated, not both.")
+        require(not names[0] & names[1], f"{split}/: the photo(s) {sorted(names[0] & names[1])[:3]} are in both "
+                                         f"classes; each photo should be either upright or rotated, not both.")
         stems[split] = names[0] | names[1]
+        origin = {p.stem: (p, label) for p, label in data.scan_split(source, split, source_classes)[0]}
+        foreign = sorted(stems[split] - set(origin))
+        require(not foreign, f"{split}/: the photo(s) {foreign[:3]} are not in {source}/{split}: make each split "
+                             f"from the same split of the source (keep the file names).")
+        for c, source_class in enumerate(source_classes):
+            mine = [p for p, label in items if origin[p.stem][1] == c]
+            turned = sum(label == 1 for p, label in items if origin[p.stem][1] == c)
+            require(len(mine) < 4 or 0.25 <= turned / len(mine) <= 0.75,
+                    f"{split}/upside_down holds {turned} of the {len(mine)} {source_class!r} photos: the class "
+                    f"'upside_down' then also says '{source_class}' or not, so a head can score by recognising "
+                    f"the species instead of the orientation. Rotate every other photo of each class (e.g. "
+                    f"alternate along the list), not one half of a list sorted by class.")
+        for p, label in [item for item in items if item[1] == 1][:6] + [item for item in items if item[1] == 0][:6]:
+            mine, original = _small(p), _small(origin[p.stem][0])
+            as_is, rotated = (mine - original).abs().mean(), (mine - original.flip(1, 2)).abs().mean()
+            mirrored = min((mine - original.flip(2)).abs().mean(), (mine - original.flip(1)).abs().mean())
+            if label == 1:
+                require(rotated < min(as_is, mirrored),
+                        f"{split}/upside_down/{p.name} is not its source photo rotated by 180 degrees ("
+                        + ("it is unchanged" if as_is <= mirrored else "it is mirrored: one flip only")
+                        + "). Rotate with image.flip(1, 2) (rows and columns), or PIL's rotate(180).")
+            else:
+                require(as_is < min(rotated, mirrored), f"{split}/upright/{p.name} is not its source photo as it "
+                                                        f"was: keep the upright photos unchanged.")
     both = stems["train"] & stems["val"]
-    _require(not both, f"The photo(s) {sorted(both)[:3]} are in train/ and in val/: keep each photo in the split it "
-                       f"came from, or validation measures memory, not transfer.")
+    require(not both, f"The photo(s) {sorted(both)[:3]} are in train/ and in val/: keep each photo in the split it "
+                      f"came from, or validation measures memory, not transfer.")
     val = data.image_loaders(root, preset, batch_size=32, augment=False, device=device)["val"]
     acc = train.accuracy(model, val, device)
-    _require(abs(acc - history.best_val_acc) <= 1.5 / len(val.dataset),
-             f"`upright_model` scores {acc:.3f} on {root}/val but its history says {history.best_val_acc:.3f}: train "
-             f"the head of that same model, on features of {root} (not of the ants and bees dataset).")
     n = len(val.dataset)
-    guessing = 0.5 + 2 * (0.25 / n) ** 0.5  # two standard errors above a coin toss on n images
-    _require(acc >= guessing, f"{acc:.3f} on {n} validation images could be guessing (a coin toss reaches "
-                              f"{guessing:.3f} one time in 40). Did you rotate the upside-down photos by 180 degrees, "
-                              f"and train the head for the full epochs?")
+    require(abs(acc - history.best_val_acc) <= 1.5 / n,
+            f"`upright_model` scores {acc:.3f} on {root}/val but its history says {history.best_val_acc:.3f}: train "
+            f"the head of that same model, on features of {root} (not of the ants and bees dataset).")
+    require(acc > 0.5, f"{acc:.3f} on {n} validation images: no better than a coin toss (0.5). Did you rotate the "
+                       f"upside-down photos, and train the head for the full epochs?")
     passed(f"{acc:.3f} validation accuracy telling upright from upside-down photos with a frozen ImageNet base, on "
-           f"{n} validation images (a coin toss: 0.5). Compare it with ants against bees, and think about what the "
-           f"average pooling before the head keeps of where things are in the image. Any folder laid out like "
-           f"{root.name}/ works the same way; COURSE_DATASET=/path/to/it runs every chapter on it.")
+           f"{n} validation images (a coin toss: 0.5), with each of the source's classes on both sides. Compare it "
+           f"with the source's own task, and think about what the average pooling before the head keeps of where "
+           f"things are in the image. Any folder laid out like this works the same way; "
+           f"COURSE_DATASET=/path/to/it runs every chapter on it.")
+
+
+# --- Exercise 4 (the chapter's): a dataset of your choice, several pretrained models ----------------
+
+def check_exercise_4(runs, best, dataset, per_class=None, device=None) -> None:
+    """`runs` maps each model name the zoo loaded to (model, history): that pretrained model with a
+    new head trained on frozen features of `dataset`; `best` is the name with the best validation
+    accuracy. Verified on the real images: at least two different pretrained architectures, each
+    one what its name says, its base the ImageNet one, its head trained for `dataset`'s classes,
+    the accuracy its history claims, and `best` the best of them, clearly above always-one-class."""
+    import torch
+
+    from .. import data, settings, train, zoo
+
+    answer(runs, "ex4_runs")
+    answer(best, "ex4_best")
+    require(isinstance(runs, dict) and all(isinstance(v, tuple) and len(v) == 2 for v in runs.values()),
+            "`ex4_runs` should be a dict {model name: (model, history)}, one entry per pretrained model.")
+    unknown = [n for n in runs if n not in zoo.all_models()]
+    require(not unknown, f"{unknown[:3]} are not model names of the zoo: key each run by the name "
+                         f"zoo.load_pretrained returned (its third value), e.g. 'efficientnet_lite0'.")
+    require(len(runs) >= 2, f"`ex4_runs` holds {len(runs)} model: the exercise compares several pretrained models. "
+                            f"Add the other offline ones (efficientnet_lite1, efficientnet_lite2) and any "
+                            f"torchvision model whose weights are present.")
+    classes = data.find_classes(Path(dataset))
+    rows = {}
+    for name, (model, history) in runs.items():
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in zoo.load_untrained(name, len(classes)).state_dict().items()}
+        require(shapes == expected,
+                f"the model stored under {name!r} is not a {name} with a {len(classes)}-class head "
+                f"(its layers differ). Key each run by the name zoo.load_pretrained *returned*: without "
+                f"weights for a torchvision model it loads a fall-back, and the table must say which model "
+                f"produced each number. Also check the head: one output per class of {Path(dataset).name} "
+                f"({len(classes)}).")
+        head_name = zoo.head(model).name
+        reference = zoo.load_pretrained(name, fallback=None, verbose=False).model.state_dict()
+        changed = [k for k, v in model.state_dict().items()
+                   if not k.startswith(head_name + ".") and not torch.equal(v.cpu(), reference[k])]
+        require(not changed, f"{name}'s base is not the ImageNet one ({changed[0]} changed): the exercise compares "
+                             f"pretrained models as frozen feature extractors. Freeze the base (zoo.freeze) and "
+                             f"train only the head, on cached features.")
+        preset = zoo.preset(name)
+        preset = preset.scaled(settings.image_size(preset.crop))
+        val = data.image_loaders(Path(dataset), preset, batch_size=32, per_class=per_class, augment=False,
+                                 device=device)["val"]
+        acc = train.accuracy(model, val, device)
+        n = len(val.dataset)
+        claimed = getattr(history, "best_val_acc", None)
+        require(claimed is not None and abs(acc - claimed) <= 1.5 / n,
+                f"{name} classifies {acc:.3f} of the {n} validation images of {Path(dataset).name}, but its "
+                f"history says {claimed}. Store each model with the history of its own run, trained on "
+                f"this dataset.")
+        rows[name] = acc
+    labels = torch.tensor(val.dataset.labels)
+    majority = torch.bincount(labels).max().item() / len(labels)
+    require(best in rows, f"`ex4_best` is {best!r}, which is not one of your runs ({', '.join(rows)}).")
+    top = max(rows.values())
+    require(rows[best] >= top - 1e-9,
+            f"`ex4_best` is {best} ({rows[best]:.3f}), but {max(rows, key=rows.get)} reaches {top:.3f}.")
+    margin = 2 * (majority * (1 - majority) / n) ** 0.5
+    require(top >= majority + margin,
+            f"the best model reaches {top:.3f}, within two standard errors of always answering the most common "
+            f"class ({majority:.3f}): did the heads train (HEAD_EPOCHS, the chapter's learning rate)?")
+    table = "\n".join(f"  {name:22} {acc:.3f}" for name, acc in sorted(rows.items(), key=lambda r: -r[1]))
+    passed(f"{len(rows)} pretrained models, frozen, heads trained on {Path(dataset).name} ({len(classes)} classes, "
+           f"{n} validation images; always one class: {majority:.3f}); best: {best}.\n{table}")

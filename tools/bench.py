@@ -7,7 +7,9 @@ in batches of 32, channels-last, with bfloat16 autocast where the CPU computes i
 (`train.autocast_dtype`). For a frozen base it computes the features once.
 
 Variants are interleaved in one process (tutorial epoch, course epoch, tutorial epoch, ...)
-so that both see the same machine load; times are medians over the rounds. Prints one table.
+so that both see the same machine load; times are medians over the rounds. Prints one table,
+then for each model the course's overhead over the model's own compute for the same epoch
+(`model_compute`: the same batches run forward and backward on one pre-made batch, no data path).
 """
 from __future__ import annotations
 
@@ -40,6 +42,9 @@ def make_model(name, num_classes):
         return zoo.load_untrained(name, num_classes), "random init"
 
 
+overheads = []  # one line per model: the course's fine-tuning epoch against the model's own compute
+
+
 def fine_tune(name, root, rounds, rows):
     """Full fine-tuning, one epoch per round per path."""
     preset = zoo.preset(name)
@@ -50,6 +55,7 @@ def fine_tune(name, root, rounds, rows):
     t_opt, c_opt = optimizers.sgd(t_model, 0.001), optimizers.sgd(c_model, 0.01)
     n_images = len(t_loaders["train"].dataset) + len(t_loaders["val"].dataset)
     times = {"tutorial": [], "course": []}
+    compute = []
     acc = {}
     for _ in range(rounds):
         s, acc["tutorial"] = timed(tutorial.train_epoch, t_model, t_loaders, nn.CrossEntropyLoss(), t_opt, CPU)
@@ -57,8 +63,45 @@ def fine_tune(name, root, rounds, rows):
         s, history = timed(train.fit, c_model, c_loaders, c_opt, epochs=1, device=CPU, verbose=False)
         times["course"].append(s)
         acc["course"] = history.epochs[-1]["val_acc"]
+        compute.append(model_compute(copy.deepcopy(c_model), c_loaders))
     label = f"{name} full fine-tuning, 1 epoch ({init})"
     report(rows, label, times, acc, n_images, f"val acc after {rounds} epoch(s)")
+    course, own = statistics.median(times["course"]), statistics.median(compute)
+    overheads.append(f"overhead ({name}): course epoch {course:.1f} s vs model compute {own:.1f} s = "
+                     f"{100 * (course / own - 1):+.0f}%")
+    print(overheads[-1], flush=True)
+
+
+def model_compute(model, loaders) -> float:
+    """Seconds the model alone needs for the course's epoch: the same batches (count and sizes),
+    forward, loss, backward and SGD step for training, forward for validation, same precision
+    and memory format, on one pre-made batch (no loading, no augmentation, no bookkeeping)."""
+    x, y = next(iter(loaders["val"]))
+    x = x.contiguous(memory_format=torch.channels_last)
+    dtype = train.autocast_dtype(CPU)
+    criterion, optimizer = nn.CrossEntropyLoss(), optimizers.sgd(model, 0.01)
+    sizes = {split: [min(loader.batch_size, len(loader.dataset) - i) for i in range(0, len(loader.dataset),
+                                                                                loader.batch_size)]
+             for split, loader in loaders.items()}
+    full = x.shape[0]
+    x = torch.cat([x] * -(-max(max(v) for v in sizes.values()) // full))  # at least one whole batch
+    y = torch.cat([y] * -(-len(x) // full))[:len(x)]
+    model.to(CPU, memory_format=torch.channels_last)
+    start = time.perf_counter()
+    model.train()
+    zoo.freeze_batchnorm_stats(model)
+    for n in sizes["train"]:
+        with train.autocast(CPU, dtype):
+            loss = criterion(model(x[:n]).float(), y[:n])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.inference_mode():
+        for n in sizes["val"]:
+            with train.autocast(CPU, dtype):
+                model(x[:n])
+    return time.perf_counter() - start
 
 
 def feature_extraction(name, root, epochs, tutorial_epochs, views, rows):
@@ -134,6 +177,8 @@ def main():
     course = [r for r in rows if r["path"] != "tutorial"]
     worst = min(course, key=lambda r: r["ratio"])
     print(f"smallest ratio: {worst['ratio']:.1f}x ({worst['workload']}, {worst['path']})")
+    for line in overheads:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -1,144 +1,265 @@
-"""Exercise checks of chapter 04 fine-tuning."""
+"""Exercise checks of chapter 04 (fine-tuning): the chapter's exercises 1 and 5.
+
+Each check looks at what the student's run produced (models, histories, feature loaders) and
+compares it with the real objects: parameter counts of the real models, accuracies recomputed
+on the validation images, seconds against the histories' own seconds. Exercise 5 also calls the
+student's function on a copy of the real pretrained model with a few small images, one epoch per
+phase, and reads off which parameters each phase changed: no stand-in model, nothing patched.
+"""
 from __future__ import annotations
 
-from ._common import ExerciseError, _number, _require, _not_done, passed
+import copy
+import inspect
+
+from .harness import ExerciseError, answer, call, number, passed, require
+
+EXERCISE_1_EPOCHS = (10, 3)        # the chapter's 10 epochs each (full mode), fast mode's
+EXERCISE_5_EPOCHS = ((3, 3, 3), (1, 1, 1))  # head; + the last block; everything (full mode), fast mode's
 
 
-def check_04_feature_extraction(model, history, seconds, loaders, table,
-                                compare_with: str = "full fine-tuning") -> None:
-    """Exercise 1: `model` has its base frozen and its own head trained on cached features
-    (`history` from `train.fit`, `seconds` for everything from the features on). Checked
-    against the model itself, then compared with the table's `compare_with` row."""
-    from .. import train, zoo
-
-    _not_done(model, "fe_model")
-    _not_done(history, "fe_history")
-    seconds = _number(seconds, "fe_seconds")
-    trainable, total = zoo.count_parameters(model)
-    head = zoo.count_parameters(zoo.head(model).layer).total
-    _require(trainable <= head,
-             f"Your model still has {trainable:,} trainable parameters (of {total:,}); feature extraction "
-             f"trains only the head's {head:,}. Did you freeze the base (`zoo.freeze(model)`)?")
-    _require(trainable > 0, "No parameter of your model is trainable: `zoo.freeze(model)` keeps the head trainable; "
-                            "did you set requires_grad = False on everything?")
-    _require(isinstance(history, train.History) and history.epochs,
-             f"`fe_history` should be the History that `train.fit` returned, with at least one epoch "
-             f"(got {type(history).__name__}).")
-    _require(seconds >= history.seconds * 0.99,
-             f"`fe_seconds` = {seconds:.2f} s is less than the training epochs alone ({history.seconds:.2f} s): "
-             f"time everything, from computing the features to the end of `train.fit`.")
-    n = len(loaders["val"].dataset)
-    acc = train.accuracy(model, loaders["val"])
-    _require(abs(acc - history.best_val_acc) <= 2.5 / n,
-             f"Your model gets {acc:.3f} on the validation images, but its history says {history.best_val_acc:.3f}. "
-             f"Train the model's own head, `zoo.head(fe_model).layer`, on the features (not a new nn.Linear or a "
-             f"copy), so that the full model uses what was learned.")
-    message = (f"feature extraction on cached features: {trainable:,} trainable parameters, "
-               f"{seconds:.1f} s for {len(history.epochs)} epochs, best val acc {history.best_val_acc:.3f}.")
-    if compare_with in getattr(table, "index", []):
-        other = table.loc[compare_with]
-        diff = history.best_val_acc - other["best val acc"]
-        message += (f"\n  {compare_with}: {int(other['trainable params']):,} trainable parameters "
-                    f"({other['trainable params'] / trainable:,.0f}x more), {other['seconds']:.1f} s "
-                    f"({other['seconds'] / seconds:.1f}x longer), best val acc {other['best val acc']:.3f}: "
-                    f"a difference of {diff:+.3f}, {abs(diff) * n:.0f} of {n} validation images.")
-    passed(message)
+def exercise_1_epochs() -> int:
+    """Epochs per approach in exercise 1: the chapter's 10 (fast mode: fewer)."""
+    from .. import settings
+    return settings.epochs(*EXERCISE_1_EPOCHS)
 
 
-def _tiny_04():
-    """A three-stage convolutional model and a few random 8x8 images, for checks in seconds."""
-    from collections import OrderedDict
+def exercise_5_epochs() -> tuple[int, int, int]:
+    """Epochs per phase in exercise 5: the chapter's 3 + 3 + 3 (fast mode: fewer)."""
+    from .. import settings
+    return tuple(settings.epochs(full, fast) for full, fast in zip(*EXERCISE_5_EPOCHS))
 
+
+def _history(value, name: str, epochs: int):
+    from .. import train
+    require(isinstance(value, train.History) and value.epochs,
+            f"`{name}` should be the History that `train.fit` returned, with its epochs "
+            f"(got {type(value).__name__}).")
+    require(not value.interrupted and len(value.epochs) == epochs,
+            f"`{name}` has {len(value.epochs)} epoch(s){' (interrupted)' if value.interrupted else ''}; "
+            f"the exercise trains {epochs}.", hint="pass the exercise's number of epochs to `train.fit`, "
+            "without early stopping (`patience`), and let it run to the end.")
+    return value
+
+
+def _model_accuracy(model, history, name: str, loader) -> float:
+    from .. import train
+    n = len(loader.dataset)
+    acc = train.accuracy(model, loader)
+    require(abs(acc - history.best_val_acc) <= 2.5 / n,
+            f"`{name}` gets {acc:.3f} on the {n} validation images, but its history says "
+            f"{history.best_val_acc:.3f}.", hint="report the history of the model you trained (train the "
+            "model's own head, `zoo.head(model).layer`, not a new layer or a copy).")
+    return acc
+
+
+def _augments(loader) -> bool:
+    """Whether the loader's training transform is random: the same image twice gives two inputs."""
     import torch
-    from torch import nn
+    dataset = loader.dataset
+    transform, images = getattr(dataset, "transform", None), getattr(dataset, "images", None)
+    if transform is None or images is None:
+        return False
+    torch.manual_seed(0)
+    first = [transform(images[i]) for i in range(min(4, len(dataset)))]
+    return any(not torch.equal(a, transform(images[i])) for i, a in enumerate(first))
+
+
+def check_exercise_1(fe_model, fe_features, fe_history, fe_seconds, ft_model, ft_history, ft_seconds,
+                     loaders) -> None:
+    """The chapter's exercise 1: feature extraction and fine-tuning, the chapter's 10 epochs each,
+    on the same augmented images (`loaders`). Feature extraction trains the head of `fe_model` on
+    cached features (`fe_features`: one augmented view of every training image per epoch, as many
+    drawn per epoch as there are training images); fine-tuning trains all of `ft_model`."""
+    import torch
+
+    from .. import zoo
+
+    for value, name in ((fe_model, "fe_model"), (fe_features, "fe_features"), (fe_history, "fe_history"),
+                        (fe_seconds, "fe_seconds"), (ft_model, "ft_model"), (ft_history, "ft_history"),
+                        (ft_seconds, "ft_seconds")):
+        answer(value, name)
+    fe_seconds, ft_seconds = number(fe_seconds, "fe_seconds", "seconds"), number(ft_seconds, "ft_seconds", "seconds")
+    epochs = exercise_1_epochs()
+
+    # trainable parameters, from the real models
+    fe_count, ft_count = zoo.count_parameters(fe_model), zoo.count_parameters(ft_model)
+    head = zoo.count_parameters(zoo.head(fe_model).layer).total
+    require(fe_count.total == ft_count.total,
+            f"`fe_model` has {fe_count.total:,} parameters and `ft_model` {ft_count.total:,}: compare two copies "
+            f"of the same pretrained model.", hint="start both from `copy.deepcopy(pretrained)`.")
+    require(0 < fe_count.trainable <= head,
+            f"`fe_model` has {fe_count.trainable:,} trainable parameters (of {fe_count.total:,}); feature "
+            f"extraction trains only the head's {head:,}.", hint="freeze the base: `zoo.freeze(fe_model)`.")
+    require(ft_count.trainable == ft_count.total,
+            f"`ft_model` has {ft_count.trainable:,} trainable parameters of {ft_count.total:,}; fine-tuning "
+            f"trains all of them.", hint="`zoo.unfreeze(ft_model)`, and give the optimizer all its parameters.")
+
+    # the same augmented images for both, the features cached once, as many samples per epoch
+    n_train = len(loaders["train"].dataset)
+    require(_augments(loaders["train"]),
+            "`loaders['train']` gives every training image the same input at every epoch (no augmentation).",
+            hint="both approaches should see randomly cropped and flipped images: use the chapter's "
+                 "`loaders` (augment=True), for the features as for fine-tuning.")
+    require(isinstance(fe_features, dict) and {"train", "val"} <= set(fe_features),
+            f"`fe_features` should be the dict of loaders over cached features that `features.feature_loaders` "
+            f"returned (got {type(fe_features).__name__}).")
+    stored = getattr(fe_features["train"].dataset, "tensors", None)
+    require(stored is not None and stored[0].dim() == 2 and stored[0].shape[1] == zoo.head(fe_model).layer.in_features,
+            "`fe_features['train']` does not hold stored features (one row of the head's inputs per sample).",
+            hint="compute them once with `features.feature_loaders(fe_model, loaders, views=...)`.")
+    x = stored[0]
+    views, extra = divmod(len(x), n_train)
+    require(extra == 0 and views == epochs,
+            f"`fe_features['train']` holds {len(x)} rows for {n_train} training images "
+            f"({len(x) / n_train:.2f} views); the exercise stores one augmented view per epoch, {epochs}.",
+            hint=f"`views={epochs}`: as many different crops of each image as fine-tuning sees.")
+    require(views < 2 or not torch.equal(x[:n_train], x[n_train:2 * n_train]),
+            "the views of `fe_features['train']` are identical: they were computed without augmentation "
+            "(augment=False), so the head sees the same crop every epoch while fine-tuning sees a new one.",
+            hint="compute the features from the augmenting `loaders`.")
+    per_epoch = len(fe_features["train"].sampler)
+    require(per_epoch == n_train,
+            f"one epoch of your feature extraction draws {per_epoch} samples, fine-tuning's {n_train}: "
+            f"the two would not train for the same number of steps.",
+            hint="`finetune.resampled(fe_features['train'], len(loaders['train'].dataset))`.")
+    n_val = len(loaders["val"].dataset)
+    require(len(fe_features["val"].dataset) == n_val,
+            f"`fe_features['val']` has {len(fe_features['val'].dataset)} samples, the validation set {n_val}.")
+
+    # epochs and measured seconds
+    _history(fe_history, "fe_history", epochs)
+    _history(ft_history, "ft_history", epochs)
+    require(ft_history.seconds <= ft_seconds <= 1.25 * ft_history.seconds + 5,
+            f"`ft_seconds` = {ft_seconds:.1f} s, but fine-tuning's epochs took {ft_history.seconds:.1f} s: "
+            f"the time you report should be the time measured around `train.fit`.",
+            hint="`start = time.perf_counter()` before, `time.perf_counter() - start` after.")
+    low, high = fe_history.seconds + 0.02 * ft_history.seconds, fe_history.seconds + 1.5 * ft_history.seconds + 5
+    require(low <= fe_seconds <= high,
+            f"`fe_seconds` = {fe_seconds:.1f} s, but training the head took {fe_history.seconds:.1f} s and "
+            f"computing the features should take between {low - fe_history.seconds:.1f} and "
+            f"{high - fe_history.seconds:.1f} s more (fine-tuning took {ft_history.seconds:.1f} s).",
+            hint="time everything feature extraction costs, from computing the features to the end of "
+                 "`train.fit`, with `time.perf_counter()`.")
+
+    # accuracies, from the models themselves
+    fe_acc = _model_accuracy(fe_model, fe_history, "fe_model", loaders["val"])
+    ft_acc = _model_accuracy(ft_model, ft_history, "ft_model", loaders["val"])
+    diff = round((ft_acc - fe_acc) * n_val)
+    passed(f"{epochs} epochs each, on the same augmented images ({views} cached views for feature extraction).\n"
+           f"  feature extraction: {fe_count.trainable:,} trainable parameters, {fe_seconds:.1f} s, "
+           f"val acc {fe_acc:.3f}\n"
+           f"  fine-tuning:        {ft_count.trainable:,} trainable parameters, {ft_seconds:.1f} s, "
+           f"val acc {ft_acc:.3f}\n"
+           f"  fine-tuning trains {ft_count.trainable / fe_count.trainable:,.0f}x the parameters, takes "
+           f"{ft_seconds / fe_seconds:.1f}x the time, and gets {diff:+d} of {n_val} validation images.")
+
+
+def _tiny_loaders(loaders, size: int = 64, n: int = 4):
+    """A few of the real training images, small: one batch for training and for validation."""
+    import torch
+    from torch.nn import functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    torch.manual_seed(0)
-    block = lambda cin, cout: nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())  # noqa: E731
-    model = nn.Sequential(OrderedDict(features=nn.Sequential(block(3, 4), block(4, 8), block(8, 8)),
-                                      pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
-                                      classifier=nn.Linear(8, 2)))
-    x, y = torch.randn(16, 3, 8, 8), torch.arange(16) % 2
-    loader = DataLoader(TensorDataset(x, y), batch_size=8)
-    return model, {"train": loader, "val": loader}
+    dataset = loaders["train"].dataset
+    samples = [dataset[i] for i in range(min(n, len(dataset)))]
+    images = torch.stack([F.interpolate(x[None].float(), size=(size, size), mode="bilinear", antialias=True)[0]
+                          for x, _ in samples])
+    loader = DataLoader(TensorDataset(images, torch.tensor([int(y) for _, y in samples])), batch_size=n)
+    return {"train": loader, "val": loader}
 
 
-def check_04_progressive(unfreeze_progressively, histories, table, compare_with: str = "full fine-tuning") -> None:
-    """Exercise 2: `unfreeze_progressively(model, loaders, epochs)` trains the head for epochs[0],
-    then the head and the last stage(s) for epochs[1], then everything for epochs[2], with one
-    `train.fit` per phase, and returns the three histories. Tried on a tiny model (calls to
-    `train.fit` are watched), then your `histories` are compared with the table's row."""
-
+def _changed(before: dict, model) -> set[str]:
     import torch
+    return {name for name, p in model.named_parameters() if not torch.equal(before[name], p.detach().cpu())}
 
+
+def check_exercise_5(unfreeze_progressively, progressive_model, progressive_histories, baseline_history,
+                     pretrained, loaders) -> None:
+    """The chapter's exercise 5: `unfreeze_progressively(model, loaders, epochs, **fit_kwargs)` trains
+    the head for epochs[0], + the last block for epochs[1], everything for epochs[2] (the chapter's
+    3 + 3 + 3), one `train.fit` per phase, and returns the three histories. Tried on a copy of the real
+    `pretrained` model (a few small images, one epoch per phase); then the real run
+    (`progressive_model`, `progressive_histories`) is compared with full fine-tuning from the start
+    over as many epochs (`baseline_history`: its first 9 epochs)."""
     from .. import train, zoo
 
-    _not_done(unfreeze_progressively, "unfreeze_progressively")
-    _not_done(histories, "progressive_histories")
-    model, loaders = _tiny_04()
-    total = zoo.count_parameters(model).total
-    head = zoo.count_parameters(model.classifier).total
-    calls, real_fit = [], train.fit
+    for value, name in ((progressive_histories, "progressive_histories"), (progressive_model, "progressive_model"),
+                        (baseline_history, "baseline_history")):
+        answer(value, name)
+    answer(unfreeze_progressively, "unfreeze_progressively")
+    phases = exercise_5_epochs()
+    total = sum(phases)
 
-    def watched_fit(m, loaders, optimizer, epochs, *args, **kwargs):
-        given = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        grad = [p for p in m.parameters() if p.requires_grad]
-        calls.append(dict(model=m, epochs=epochs, trainable=sum(p.numel() for p in grad),
-                          in_optimizer=sum(p.numel() for p in grad if id(p) in given)))
-        kwargs.update(device=torch.device("cpu"), verbose=False)
-        return real_fit(m, loaders, optimizer, epochs, *args, **kwargs)
-
-    train.fit, threads = watched_fit, torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: more threads only add overhead
+    # the student's function on the real architecture: which parameters each phase changes
+    tiny = _tiny_loaders(loaders)
     try:
-        result = unfreeze_progressively(model, loaders, (2, 1, 1))
-    except NotImplementedError:
-        raise ExerciseError("Not done yet: `unfreeze_progressively` still raises NotImplementedError.") from None
-    except Exception as err:
-        raise ExerciseError(f"On a small test model, `unfreeze_progressively(model, loaders, (2, 1, 1))` raised "
-                            f"{type(err).__name__}: {err}") from err
-    finally:
-        train.fit = real_fit
-        torch.set_num_threads(threads)
-    _require(len(calls) == 3,
-             f"With epochs (2, 1, 1) your function called `train.fit` {len(calls)} time(s): progressive unfreezing "
-             f"has three phases (head, last stage(s), everything), one `train.fit` each"
-             + (" (call it as `train.fit(...)`, so that the check can watch it)." if not calls else "."))
-    _require([c["epochs"] for c in calls] == [2, 1, 1],
-             f"With epochs (2, 1, 1) your phases trained {[c['epochs'] for c in calls]} epochs: phase i should "
-             f"train epochs[i] epochs.")
-    _require(all(c["model"] is model for c in calls),
-             "A phase trained another model than the one passed in (a copy?): every phase continues training "
-             "the same model, from where the previous phase left it.")
-    counts = [c["trainable"] for c in calls]
-    _require(counts[0] == head,
-             f"Phase 1 trained {counts[0]:,} parameters; only the head's {head:,} should be trainable at first "
-             f"(`zoo.freeze(model)`): a new, random head sends large gradients into the base.")
-    _require(counts[2] == total,
-             f"Phase 3 trained {counts[2]:,} of the {total:,} parameters: everything should be trainable at the "
-             f"end (`zoo.unfreeze(model)`).")
-    _require(counts[0] < counts[1] < counts[2],
-             f"Trainable parameters per phase: {counts[0]:,}, {counts[1]:,}, {counts[2]:,}. Phase 2 should add the "
-             f"last stage(s) of the base to the head (`zoo.freeze(model, train_last=1)`), no more.")
-    for i, c in enumerate(calls, start=1):
-        _require(c["in_optimizer"] == c["trainable"],
-                 f"Phase {i}'s optimizer holds only {c['in_optimizer']:,} of the {c['trainable']:,} trainable "
-                 f"parameters: an optimizer updates only the parameters it was given. Create a new one after "
-                 f"each change of what is frozen.")
-    _require(isinstance(result, (list, tuple)) and len(result) == 3
-             and all(isinstance(h, train.History) for h in result),
-             "`unfreeze_progressively` should return the three phases' histories, as a list.")
-    _require(isinstance(histories, (list, tuple)) and len(histories) == 3
-             and all(isinstance(h, train.History) and h.epochs for h in histories),
-             "`progressive_histories` should be the list of three histories your function returned on the real model.")
-    epochs = sum(len(h.epochs) for h in histories)
-    best = max(h.best_val_acc for h in histories)
-    seconds = sum(h.seconds for h in histories)
-    message = (f"three phases, {counts[0]:,} -> {counts[1]:,} -> {counts[2]:,} trainable parameters on the test model."
-               f"\n  On your data: best val acc {best:.3f} after {epochs} epochs, {seconds:.1f} s of training "
-               f"(phases: {', '.join(f'{h.seconds:.1f} s' for h in histories)}).")
-    if compare_with in getattr(table, "index", []):
-        other = table.loc[compare_with]
-        message += (f"\n  {compare_with} from the start: best val acc {other['best val acc']:.3f} after "
-                    f"{int(other['epochs'])} epochs, {other['seconds']:.1f} s.")
-    passed(message)
+        takes_kwargs = any(p.kind == p.VAR_KEYWORD or p.name == "verbose"
+                           for p in inspect.signature(unfreeze_progressively).parameters.values())
+    except (TypeError, ValueError):
+        takes_kwargs = False
+    quiet = {"verbose": False} if takes_kwargs else {}
+    stages = [name for name, _ in zoo.stages(pretrained)]
+    head_name = zoo.head(pretrained).name
+    which = []
+    for phase in range(3):
+        model = copy.deepcopy(pretrained)
+        before = {name: p.detach().cpu().clone() for name, p in model.named_parameters()}
+        epochs = tuple(int(i == phase) for i in range(3))
+        result = call(unfreeze_progressively, "unfreeze_progressively", model, tiny, epochs, **quiet,
+                      hint="it should work on any of the course's models (`zoo.freeze`, `zoo.unfreeze`).")
+        require(isinstance(result, (list, tuple)) and len(result) == 3
+                and all(isinstance(h, train.History) for h in result),
+                f"`unfreeze_progressively(model, loaders, {epochs})` returned a {type(result).__name__}; it "
+                f"should return the three phases' histories, as a list.")
+        require([len(h.epochs) for h in result] == list(epochs),
+                f"with epochs {epochs} your phases trained {[len(h.epochs) for h in result]} epochs: "
+                f"phase i should train epochs[i] epochs.")
+        changed = _changed(before, model)
+        require(bool(changed),
+                f"with epochs {epochs}, no parameter of the model passed in changed: every phase should train "
+                f"that model (not a copy), continuing from where the previous phase left it.")
+        which.append(changed)
+    count = dict(pretrained.named_parameters())
+    size = lambda names: sum(count[n].numel() for n in names)  # noqa: E731
+    head = {n for n in count if n.startswith(head_name + ".")}
+    first = {n for n in count if n.startswith(stages[0] + ".")}
+    last = {n for n in count if n.startswith(stages[-1] + ".")}
+    phase1, phase2, phase3 = which
+    require(phase1 <= head and size(phase1) >= 0.5 * size(head),
+            f"phase 1 changed {size(phase1):,} parameters, {size(phase1 - head):,} of them outside the head "
+            f"({head_name}): at first only the new head should learn.",
+            hint="`zoo.freeze(model)` before the first `train.fit`: a random head sends large gradients into the base.")
+    require(size(phase2 & head) >= 0.5 * size(head) and (phase2 - head) and not (phase2 & first),
+            f"phase 2 changed {size(phase2 & head):,} of the head's {size(head):,} parameters and "
+            f"{size(phase2 - head):,} of the base's (its first stage {stages[0]}: {size(phase2 & first):,}); it "
+            f"should train the head and the last block of the base ({stages[-1]}: {size(last):,}), no more.",
+            hint="`zoo.freeze(model, train_last=1)` (or unfreeze the last block by name), then a new optimizer "
+                 "over the trainable parameters: an optimizer only updates the parameters it was given.")
+    require(size(phase3) >= 0.95 * size(count) and first & phase3,
+            f"phase 3 changed {size(phase3):,} of the model's {size(count):,} parameters: everything should "
+            f"learn at the end.", hint="`zoo.unfreeze(model)`, then a new optimizer over all parameters.")
+
+    # the real run, and the baseline
+    require(isinstance(progressive_histories, (list, tuple)) and len(progressive_histories) == 3,
+            "`progressive_histories` should be the list of three histories your function returned.")
+    for i, (h, n) in enumerate(zip(progressive_histories, phases), start=1):
+        _history(h, f"progressive_histories[{i - 1}]", n)
+    require(isinstance(baseline_history, train.History) and len(baseline_history.epochs) >= total,
+            f"`baseline_history` should be the History of full fine-tuning from the start, with at least {total} "
+            f"epochs (got {len(getattr(baseline_history, 'epochs', []))}).")
+    n_val = len(loaders["val"].dataset)
+    progressive_acc = _model_accuracy(progressive_model, progressive_histories[2], "progressive_model", loaders["val"])
+    base = baseline_history.epochs[:total]
+    final, base_final = progressive_histories[2].epochs[-1]["val_acc"], base[-1]["val_acc"]
+    best, base_best = max(h.best_val_acc for h in progressive_histories), max(r["val_acc"] for r in base)
+    seconds, base_seconds = sum(h.seconds for h in progressive_histories), sum(r["seconds"] for r in base)
+    passed(f"three phases on {type(pretrained).__name__}: {size(phase1):,} -> {size(phase2):,} -> {size(phase3):,} "
+           f"parameters changed.\n"
+           f"  progressive {'+'.join(map(str, phases))} epochs: final val acc {final:.3f}, best {best:.3f} "
+           f"(model: {progressive_acc:.3f}), {seconds:.1f} s\n"
+           f"  full fine-tuning, {total} epochs: final val acc {base_final:.3f}, best {base_best:.3f}, "
+           f"{base_seconds:.1f} s\n"
+           f"  difference in final accuracy: {round((final - base_final) * n_val):+d} of {n_val} validation images.")
+
+
+__all__ = ["check_exercise_1", "check_exercise_5", "ExerciseError", "exercise_1_epochs", "exercise_5_epochs"]

@@ -7,7 +7,6 @@ from torch import nn
 
 from course_utils import data, online, train
 from course_utils.data import Preset
-from course_utils.exercises import ExerciseError, check_08_ewc_penalty, check_08_replay_buffer
 
 CPU = torch.device("cpu")
 
@@ -189,55 +188,3 @@ def test_deployment_loop_collects_and_gates():
 def test_loader_bad_input():
     with pytest.raises(ValueError, match="same length"):
         data.tensor_loader((torch.zeros(3, 2), torch.zeros(2, dtype=torch.long)))
-
-
-# --- exercise checks ------------------------------------------------------------------------------
-
-def test_check_replay_buffer():
-    check_08_replay_buffer(online.ReplayBuffer)
-    with pytest.raises(ExerciseError, match="Not done yet"):
-        check_08_replay_buffer(...)
-
-    class Queue(online.ReplayBuffer):  # keeps the newest examples
-        def add(self, data):
-            x, y = data
-            for xi, yi in zip(x, y):
-                self.seen += 1
-                self.x = xi[None] if self.x is None else torch.cat([self.x, xi[None]])[-self.capacity:]
-                self.y = yi[None] if self.y is None else torch.cat([self.y, yi[None]])[-self.capacity:]
-    with pytest.raises(ExerciseError, match="newest"):
-        check_08_replay_buffer(Queue)
-
-
-def test_check_ewc_penalty():
-    check_08_ewc_penalty(online.ewc_penalty)
-    with pytest.raises(ExerciseError, match="Not done yet"):
-        check_08_ewc_penalty(...)
-    half = lambda m, f, a: online.ewc_penalty(m, f, a) / 2  # noqa: E731
-    with pytest.raises(ExerciseError, match="half"):
-        check_08_ewc_penalty(half)
-    detached = lambda m, f, a: online.ewc_penalty(m, f, a).detach()  # noqa: E731
-    with pytest.raises(ExerciseError, match="no gradient"):
-        check_08_ewc_penalty(detached)
-
-    def unweighted(model, fisher, anchor):
-        params = dict(model.named_parameters())
-        return sum(((params[n] - anchor[n]) ** 2).sum() for n in fisher)
-    with pytest.raises(ExerciseError, match="unweighted"):
-        check_08_ewc_penalty(unweighted)
-
-
-def test_check_gate():
-    import pandas as pd
-    from course_utils.exercises import check_08_gate
-    log = pd.DataFrame([dict(steps="1-2", old=0.9, new=0.8, deployed_new=0.78),
-                        dict(steps="3-4", old=0.88, new=0.7, deployed_new=0.8)])
-    check_08_gate(online.Gate(min_gain=-0.02, max_old_drop=0.05), log, 0.91, 3, 80)
-    with pytest.raises(ExerciseError, match="Not done yet"):
-        check_08_gate(..., log, 0.91, 3, 80)
-    with pytest.raises(ExerciseError, match="by chance"):
-        check_08_gate(online.Gate(min_gain=0.0, max_old_drop=0.05), log, 0.91, 3, 80)
-    with pytest.raises(ExerciseError, match="mislabelled"):
-        check_08_gate(online.Gate(min_gain=-0.2, max_old_drop=0.05), log, 0.91, 3, 80)
-    with pytest.raises(ExerciseError, match="max_old_drop"):
-        check_08_gate(online.Gate(min_gain=-0.02, max_old_drop=0.2), log, 0.91, 3, 80)

@@ -22,7 +22,7 @@ PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 # Extra options for `jupyter lab` (a port, a token, --no-browser), e.g. for the browser test.
 LAB_ARGS ?=
 
-.PHONY: lab lab-solutions test unit notebooks nbgrader browser-test bench fetch student clean
+.PHONY: lab lab-solutions test unit notebooks nbgrader browser-test bench bench-data measure fetch student clean
 
 # The environment. The Python version is checked before anything is created; a .venv without
 # the completion stamp (an install that failed or was interrupted) is removed, never reused.
@@ -66,8 +66,16 @@ $(VENV)/.browser: $(STAMP)
 browser-test: $(VENV)/.browser  ## every chapter run in JupyterLab in headless Chromium, fast mode
 	$(BIN)/python tools/browser_check.py
 
-bench: $(STAMP)  ## time the tutorial's loop against the course's (not part of make test)
+bench: $(STAMP)  ## time the tutorial's loop against the course's, and the course's against the model's own compute
 	$(BIN)/python tools/bench.py
+
+bench-data: $(STAMP)  ## memory and speed of the data path at 400, 2,500 and 25,000 generated images (in /tmp)
+	$(BIN)/python tools/bench_data.py
+
+# MEASURE_ARGS: e.g. --chapters 01,03 (a subset), --fast (try the command), --timeout 600 (per chapter)
+MEASURE_ARGS ?=
+measure: $(STAMP)  ## run every chapter in full mode, one at a time: seconds, slowest cells, headline numbers, ledger
+	MPLBACKEND=Agg $(BIN)/python tools/measure.py $(MEASURE_ARGS)
 
 fetch: $(STAMP)  ## download the dataset and the pretrained weights for an offline lab
 	$(BIN)/python tools/fetch.py

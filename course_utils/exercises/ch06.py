@@ -195,7 +195,7 @@ def check_06_images_needed(images_needed, accuracy: float, n_val: int, half_widt
 
 
 def mystery_histories_06() -> dict:
-    """Three made-up but typical training histories (15 epochs each) for exercise 3, keys 'A', 'B', 'C'."""
+    """Three made-up but typical training histories (15 epochs each) for practice 06.b, keys 'A', 'B', 'C'."""
     import numpy as np
 
     from ..train import History

@@ -120,6 +120,16 @@ def load_pretrained(name: str, num_classes: int | None = None, fallback: str | N
     return Loaded(model, preset(name), name)
 
 
+def weights_available(name: str) -> bool:
+    """Whether `name`'s ImageNet weights are here: the offline models always, torchvision's once in the
+    hub cache (`make fetch`). Lets a comparison skip a model instead of loading a fall-back in its place."""
+    check_name(name)
+    if name in lite.VARIANTS:
+        return True
+    url = get_model_weights(name).DEFAULT.url
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
+
+
 def load_untrained(name: str, num_classes: int) -> nn.Module:
     """The same architecture with random weights: the from-scratch baseline."""
     check_name(name)

@@ -11,6 +11,7 @@ from torch import nn
 
 from course_utils import data, features, optimizers, settings, train, zoo
 from course_utils.exercises import ch03
+from course_utils.data import Preset
 from course_utils.exercises.harness import ExerciseError, NotDone
 
 
@@ -104,3 +105,37 @@ def test_images_per_class(capsys):
     if all_rows[5] > right[5] + 0.1:   # where training on everything differs from 5 per class
         with pytest.raises(ExerciseError, match="did you train on the subset"):
             ch03.check_03_images_per_class(all_rows, loaders, 0.1, 0.9, 3)
+
+
+# --- Practice 03.c (moved from test_features.py) ---------------------------------------------------
+
+def test_custom_dataset_check_explains_layout_mistakes(tmp_path):
+    """Exercise 03.3: the check names what is wrong with the student's folder before any model runs."""
+    from conftest import noise_image
+    from course_utils import exercises
+    root = tmp_path / "upright"
+    with pytest.raises(exercises.ExerciseError, match="Not done yet"):
+        exercises.check_03_custom_dataset(root, root, ..., ..., Preset())
+    history = train.History()
+    with pytest.raises(exercises.ExerciseError, match="cannot read your dataset yet.*does not exist"):
+        exercises.check_03_custom_dataset(root, root, object(), history, Preset())
+
+    def save(split, label, name):
+        (root / split / label).mkdir(parents=True, exist_ok=True)
+        noise_image(40, 40, seed=hash(name) % 1000).save(root / split / label / f"{name}.jpg")
+    for split, names in (("train", "abcd"), ("val", "efgh")):
+        for i, name in enumerate(names):
+            save(split, ("upright", "upside_down")[i % 2], name)
+    save("train", "sideways", "x")
+    save("val", "sideways", "y")
+    with pytest.raises(exercises.ExerciseError, match="exactly 'upright' and 'upside_down'"):
+        exercises.check_03_custom_dataset(root, root, object(), history, Preset())
+    for split in ("train", "val"):
+        shutil.rmtree(root / split / "sideways")
+    save("val", "upright", "a")  # a training photo in val too
+    with pytest.raises(exercises.ExerciseError, match=r"\['a'\] are in train/ and in val/"):
+        exercises.check_03_custom_dataset(root, root, object(), history, Preset())
+    (root / "val" / "upright" / "a.jpg").unlink()
+    save("train", "upside_down", "a")  # one photo in both classes
+    with pytest.raises(exercises.ExerciseError, match=r"train/: the photo\(s\) \['a'\] are in both classes"):
+        exercises.check_03_custom_dataset(root, root, object(), history, Preset())

@@ -315,3 +315,13 @@ def test_frozen_stages_skip_no_blocks_in_training_mode():
     assert not any(m.training for _, stage in stages[:-1] for m in stage.modules())
     assert all(m.training for m in stages[-1][1].modules())  # the trainable stage still trains
     assert model.classifier.training  # and the head (its dropout included)
+
+
+def test_weights_available_names_what_is_here(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert zoo.weights_available("efficientnet_lite0")
+    assert not zoo.weights_available("resnet18")
+    url = zoo.get_model_weights("resnet18").DEFAULT.url
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / url.rsplit("/", 1)[1]).write_bytes(b"x")
+    assert zoo.weights_available("resnet18")

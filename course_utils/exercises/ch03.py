@@ -242,6 +242,11 @@ def check_03_custom_dataset(root, source, model, history, preset, device=None) -
         require(not names[0] & names[1], f"{split}/: the photo(s) {sorted(names[0] & names[1])[:3]} are in both "
                                          f"classes; each photo should be either upright or rotated, not both.")
         stems[split] = names[0] | names[1]
+    both = stems["train"] & stems["val"]
+    require(not both, f"The photo(s) {sorted(both)[:3]} are in train/ and in val/: keep each photo in the split it "
+                      f"came from, or validation measures memory, not transfer.")
+    for split in ("train", "val"):
+        items, _ = data.scan_split(root, split, classes)
         origin = {p.stem: (p, label) for p, label in data.scan_split(source, split, source_classes)[0]}
         foreign = sorted(stems[split] - set(origin))
         require(not foreign, f"{split}/: the photo(s) {foreign[:3]} are not in {source}/{split}: make each split "
@@ -266,9 +271,6 @@ def check_03_custom_dataset(root, source, model, history, preset, device=None) -
             else:
                 require(as_is < min(rotated, mirrored), f"{split}/upright/{p.name} is not its source photo as it "
                                                         f"was: keep the upright photos unchanged.")
-    both = stems["train"] & stems["val"]
-    require(not both, f"The photo(s) {sorted(both)[:3]} are in train/ and in val/: keep each photo in the split it "
-                      f"came from, or validation measures memory, not transfer.")
     val = data.image_loaders(root, preset, batch_size=32, augment=False, device=device)["val"]
     acc = train.accuracy(model, val, device)
     n = len(val.dataset)
@@ -321,7 +323,7 @@ def check_exercise_4(runs, best, dataset, per_class=None, device=None) -> None:
         reference = zoo.load_pretrained(name, fallback=None, verbose=False).model.state_dict()
         changed = [k for k, v in model.state_dict().items()
                    if not k.startswith(head_name + ".") and not torch.equal(v.cpu(), reference[k])]
-        require(not changed, f"{name}'s base is not the ImageNet one ({changed[0]} changed): the exercise compares "
+        require(not changed, f"{name}'s base is not the ImageNet one ({changed[0] if changed else ''} changed): the exercise compares "
                              f"pretrained models as frozen feature extractors. Freeze the base (zoo.freeze) and "
                              f"train only the head, on cached features.")
         preset = zoo.preset(name)

@@ -163,6 +163,7 @@ def test_exercise_2_chance_uses_the_number_of_classes():
     runs = sweep()
     assert math.log(2) < 0.706
     ch05.check_exercise_2(1e-2, 1e-1, 1e-4, runs, figure(runs), 10)
+    ch05.check_exercise_2(1e-2, 1e-1, 1e-4, runs, figure(runs), ["ants", "bees"])
 
 
 # --- practice 05.b: form B through a learning-rate change ------------------------------------------

@@ -69,13 +69,13 @@ def _drawn_05(curve, lines) -> bool:
     return any(len(y) == len(curve) and np.allclose(y, curve, rtol=1e-6, atol=1e-9, equal_nan=True) for y in lines)
 
 
-def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figure, num_classes: int = 2) -> None:
+def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figure, classes=2) -> None:
     """The chapter's exercise 2. `histories` maps each of the rates 0.0001, 0.001, 0.01, 0.1 to the
     `train.History` of its run (same model, optimizer and budget), `figure` is the figure that draws
     their training and validation loss curves. The best rate has the lowest validation loss; the
     too-large one is a rate above it whose validation loss is far worse (it overshoots, or diverges);
     the too-small one a rate below it whose training loss barely moves (it ends far above the best
-    rate's, near chance, ln(num_classes))."""
+    rate's, near chance, ln(number of classes)). `classes`: the class names, or their number."""
     import math
 
     from ..train import History
@@ -129,7 +129,7 @@ def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figur
     val = {lr: _val_loss_05(h) for lr, h in histories.items()}
     final = {lr: _train_loss_05(h) for lr, h in histories.items()}
     acc = {lr: histories[lr].best_val_acc for lr in rates}
-    chance = math.log(num_classes)
+    chance = math.log(classes if isinstance(classes, int) else len(classes))
     best = min(rates, key=val.get)
     if best_lr != best:
         by_acc = max(rates, key=lambda lr: (acc[lr], -val[lr]))

@@ -8,7 +8,8 @@
 - `fisher_diagonal`, `EWC`: elastic weight consolidation, a penalty for moving the weights that mattered
   for the old data, given to `train.fit` as part of its criterion;
 - `run_stream`: one strategy over the whole stream, accuracy on held-out old and new data after every update;
-- `Gate`, `deployment_loop`: collect, fine-tune, validate, deploy only if the gate passes, with a log.
+- `Gate`, `deployment_loop`: collect, fine-tune, validate, deploy only if the gate passes, otherwise
+  investigate and fine-tune again, with a log.
 
 Updates and measurements work on cached outputs of a frozen trunk (or any inputs a small model takes).
 """
@@ -273,13 +274,19 @@ class Gate:
 def deployment_loop(model: nn.Module, stream: list[Batch], batches: Callable[[Batch], Data],
                     fine_tune: Callable[[nn.Module, Data], None], validate: Callable[[nn.Module, Batch], dict],
                     gate: Gate, min_new: int, buffer: ReplayBuffer | None = None,
-                    replay: int = 1) -> tuple[nn.Module, list[dict]]:
+                    replay: int = 1,
+                    investigate: Callable[[nn.Module, list[Data]], list[Data] | None] | None = None
+                    ) -> tuple[nn.Module, list[dict]]:
     """The deployment loop: collect arriving batches until at least `min_new` examples, fine-tune a
     copy of the deployed model on them (`fine_tune(candidate, data)`; with a `buffer`, mixed with
     `replay` times as many replayed examples), validate it on held-out old and new data
     (`validate(model, batch)` -> {'old': acc, 'new': acc}), and deploy it only if `gate` passes;
     otherwise keep the deployed model and flag the update for investigation. Only deployed data joins
     the buffer (a rejected batch is never replayed). Either way the collected data is used once.
+    `investigate(deployed, batches)` (the chapter's "investigate, then fine-tune again"): after a
+    rejection it gets the collected batches and returns the ones to retrain on (e.g. without those
+    whose labels the deployed model contradicts, for a person to check), or None to give up; the
+    retrained candidate goes through the same gate, once.
     Returns the finally deployed model and the log, one row per attempt (the steps whose batches it
     used, the candidate's scores, the decision and why)."""
     if min_new < 1 or replay < 0:
@@ -290,20 +297,28 @@ def deployment_loop(model: nn.Module, stream: list[Batch], batches: Callable[[Ba
         collected.append(batches(batch))
         if sum(len(y) for _, y in collected) < min_new:
             continue
-        data = torch.cat([x for x, _ in collected]), torch.cat([y for _, y in collected])
-        candidate = copy.deepcopy(deployed)
-        replayed = buffer is not None and replay > 0 and len(buffer) > 0
-        fine_tune(candidate, mix(data, buffer.sample(replay * len(data[1]))) if replayed else data)
-        scores = {name: validate(m, batch) for name, m in
-                  (("candidate", candidate), ("deployed", deployed), ("original", original))}
-        ok, why = gate.check(scores["candidate"], scores["deployed"], scores["original"])
-        if ok:
-            deployed = candidate
-            if buffer is not None:
-                buffer.add(data)
-        log.append(dict(steps=f"{batch.step - len(collected) + 1}-{batch.step}", severity=batch.severity,
-                        examples=len(data[1]), old=scores["candidate"]["old"], new=scores["candidate"]["new"],
-                        deployed_new=scores["deployed"]["new"],
-                        decision="deploy" if ok else "investigate", why=why))
+        steps = f"{batch.step - len(collected) + 1}-{batch.step}"
+        attempt, retrained = collected, False
+        while attempt:
+            data = torch.cat([x for x, _ in attempt]), torch.cat([y for _, y in attempt])
+            candidate = copy.deepcopy(deployed)
+            replayed = buffer is not None and replay > 0 and len(buffer) > 0
+            fine_tune(candidate, mix(data, buffer.sample(replay * len(data[1]))) if replayed else data)
+            scores = {name: validate(m, batch) for name, m in
+                      (("candidate", candidate), ("deployed", deployed), ("original", original))}
+            ok, why = gate.check(scores["candidate"], scores["deployed"], scores["original"])
+            log.append(dict(steps=steps, severity=batch.severity, examples=len(data[1]), old=scores["candidate"]["old"],
+                            new=scores["candidate"]["new"], deployed_new=scores["deployed"]["new"],
+                            decision=("deploy" if ok else "investigate") + (" (retrained)" if retrained else ""), why=why))
+            if ok:
+                deployed = candidate
+                if buffer is not None:
+                    buffer.add(data)
+                break
+            if investigate is None or retrained:
+                break
+            attempt, retrained = investigate(deployed, attempt) or [], True
+            if len(attempt) == 0:
+                log[-1]["why"] += "; investigation: nothing left to retrain on"
         collected = []
     return deployed, log

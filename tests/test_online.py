@@ -185,6 +185,31 @@ def test_deployment_loop_collects_and_gates():
         online.deployment_loop(model, stream, flipped, fine_tune, validate, online.Gate(), min_new=0)
 
 
+
+def test_deployment_loop_investigates_then_retrains():
+    """After a rejection, `investigate` returns the batches to retrain on (here: without the mislabelled
+    one); the retrained candidate goes through the gate once more, and is logged as retrained."""
+    x, y = blobs(n=40)
+    model = tiny_model()
+    online.fine_tune_on(model, (x, y), epochs=20, lr=0.1, device=CPU)
+    stream = online.make_stream(y, [1, 1, 1, 1], batch_size=8)
+    flipped = lambda b: (x[b.indices], 1 - y[b.indices] if b.step == 4 else y[b.indices])  # noqa: E731
+    validate = lambda m, b: {"old": train.accuracy(m, (x, y)), "new": train.accuracy(m, (x, y))}  # noqa: E731
+    fine_tune = lambda m, d: online.fine_tune_on(m, d, epochs=30, lr=0.2, device=CPU)  # noqa: E731
+    seen = []
+
+    def investigate(deployed, batches):
+        seen.append(len(batches))
+        return [(bx, by) for bx, by in batches if train.accuracy(deployed, (bx, by)) >= 0.5]
+    final, log = online.deployment_loop(model, stream, flipped, fine_tune, validate, online.Gate(), min_new=16,
+                                        investigate=investigate)
+    assert [row["decision"] for row in log] == ["deploy", "investigate", "deploy (retrained)"]
+    assert seen == [2] and [row["examples"] for row in log] == [16, 16, 8]   # the mislabelled batch left out
+    assert train.accuracy(final, (x, y)) >= 0.9
+    _, log = online.deployment_loop(model, stream, flipped, fine_tune, validate, online.Gate(), min_new=16,
+                                    investigate=lambda d, b: [])
+    assert log[-1]["decision"] == "investigate" and "nothing left" in log[-1]["why"]
+
 def test_loader_bad_input():
     with pytest.raises(ValueError, match="same length"):
         data.tensor_loader((torch.zeros(3, 2), torch.zeros(2, dtype=torch.long)))

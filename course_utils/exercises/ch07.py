@@ -96,13 +96,13 @@ def check_exercise_6(val_shifted: dict, shifted_acc: dict, recovered: dict, reco
                          "0.299 R + 0.587 G + 0.114 B")
     require(any((g.int() - c.int()).abs().max() > 0 for g, c in zip(gray, clean)),
             "The grayscale images are the originals unchanged.")
-    change = torch.stack([(n.float() - c.float()) for n, c in zip(noisy, clean)])
-    size = change.abs().mean().item()
+    changes = [n.float() - c.float() for n, c in zip(noisy, clean)]   # images differ in size: one at a time
+    size = sum(d.abs().mean().item() for d in changes) / len(changes)
     require(size >= 10, f"The noisy images differ from the originals by {size:.1f} levels per pixel on average (of "
                         f"255): that is barely visible, not a strong shift.", hint="add Gaussian noise with a "
                         "standard deviation of about 0.2 to 0.3 of the pixel range, then clamp to 0..255")
-    offset = change.mean((2, 3), keepdim=True)
-    require((change - offset).abs().mean().item() >= 0.5 * size,
+    spread_out = sum((d - d.mean((1, 2), keepdim=True)).abs().mean().item() for d in changes) / len(changes)
+    require(spread_out >= 0.5 * size,
             "The noisy images differ from the originals by about the same amount everywhere: that is a brightness "
             "or colour offset, not noise.", hint="draw a different random value for every pixel")
     moved = (_channel_means(coloured) - _channel_means(clean)).abs().amax(1).mean().item()

@@ -165,6 +165,7 @@ def main():
                   f"{r['build_s']:6.0f} s "
                   f"{r['data_ips']:7.0f} im/s {r['fe_ips']:6.1f} im/s {r['ft_ips']:6.1f} im/s  "
                   f"{os.getloadavg()[0]:.2f}", flush=True)
+    shutil.rmtree(args.work / "cache", ignore_errors=True)  # GBs at 25,000 images; the JPEGs are kept for a rerun
     sys.exit(1 if failed else 0)
 
 

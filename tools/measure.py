@@ -163,8 +163,9 @@ def run_chapter(notebook: Path, run: Path, fast: bool, timeout: float) -> Result
     result.claims = ledger.read(ledger_file)
     if code is None:
         progress = target.with_suffix(".progress")
-        where = progress.read_text().replace("\n", " (", 1) + ")" if progress.exists() else "before the first cell"
-        result.status, result.error = "timed out", f"stopped after {timeout:.0f} s in cell {where}"
+        where = ("in cell " + progress.read_text().replace("\n", " (", 1) + ")" if progress.exists()
+                 else "before its first cell ran (starting the kernel)")
+        result.status, result.error = "timed out", f"stopped after {timeout:.0f} s {where}"
     elif code != 0:
         result.status = "failed"
         result.error = first_error(executed) or f"exit code {code}; see {folder / 'log.txt'}"

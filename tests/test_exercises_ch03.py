@@ -82,10 +82,10 @@ def test_feature_extraction_by_hand(capsys):
 
 # --- Practice 03.b ------------------------------------------------------------------------------
 
-def _separable_features(n=80, seed=0):
+def _separable_features(n=80, seed=0, dims=30, signal=0.4):
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) // (n // 2)                       # class-ordered, like cached features
-    x = torch.randn(n, 30, generator=g) + 0.4 * y[:, None].float()
+    x = torch.randn(n, dims, generator=g) + signal * y[:, None].float()
     return x, y
 
 
@@ -96,15 +96,30 @@ def test_images_per_class(capsys):
     right = {n: ch03._probe(x, y, vx, vy, n, 0.1, 0.9, 3, seed=0) for n in (5, 10, 20)}
     ch03.check_03_images_per_class(right, loaders, 0.1, 0.9, 3)
     assert "how accuracy grows" in capsys.readouterr().out
-    all_rows = {**right, 5: ch03._probe(x, y, vx, vy, 80, 0.1, 0.9, 3, seed=0)}
     for wrong, feedback in ((..., "Not done yet"), ([0.8, 0.9, 0.95], "should be a dict"),
                             ({5: 0.8, 10: 0.9}, "one with the keys"), ({**right, 5: 80}, "not percentages"),
                             ({**right, 5: 0.5}, "chance level"), ({**right, 5: 0.05}, "reaches")):
         with pytest.raises(ExerciseError, match=feedback):
             ch03.check_03_images_per_class(wrong, loaders, 0.1, 0.9, 3)
-    if all_rows[5] > right[5] + 0.1:   # where training on everything differs from 5 per class
-        with pytest.raises(ExerciseError, match="did you train on the subset"):
-            ch03.check_03_images_per_class(all_rows, loaders, 0.1, 0.9, 3)
+
+
+def test_images_per_class_trained_on_everything():
+    """Features where 5 per class clearly trail all of them (many noise dimensions, one signal): a head
+    trained on every row, reported as the 5-per-class result, is diagnosed."""
+    def weak(seed):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.arange(80) // 40
+        x = torch.randn(80, 100, generator=g)
+        x[:, 0] += 1.2 * (2 * y.float() - 1)
+        return x, y
+    (x, y), (vx, vy) = weak(0), weak(1)
+    loaders = {"train": data.tensor_loader((x, y)), "val": data.tensor_loader((vx, vy))}
+    right = {n: ch03._probe(x, y, vx, vy, n, 0.1, 0.9, 3, seed=0) for n in (5, 10, 20)}
+    everything = ch03._probe(x, y, vx, vy, 80, 0.1, 0.9, 3, seed=0)
+    five = [ch03._probe(x, y, vx, vy, 5, 0.1, 0.9, 3, seed) for seed in range(3)]
+    assert everything > max(five) + 0.07, (everything, five)   # the branch's condition, with room
+    with pytest.raises(ExerciseError, match="did you train on the subset"):
+        ch03.check_03_images_per_class({**right, 5: everything}, loaders, 0.1, 0.9, 3)
 
 
 # --- Practice 03.c (moved from test_features.py) ---------------------------------------------------
@@ -139,3 +154,155 @@ def test_custom_dataset_check_explains_layout_mistakes(tmp_path):
     save("train", "upside_down", "a")  # one photo in both classes
     with pytest.raises(exercises.ExerciseError, match=r"train/: the photo\(s\) \['a'\] are in both classes"):
         exercises.check_03_custom_dataset(root, root, object(), history, Preset())
+
+
+def _bright_top(seed):
+    """A noise photo whose top half is bright and bottom half dark: its orientation is visible."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 120, (40, 40, 3)).astype(np.uint8)
+    pixels[:20] += 120
+    return Image.fromarray(pixels)
+
+
+def _source(tmp_path):
+    """A two-class source ImageFolder (ants, bees), four photos per class and split."""
+    root = tmp_path / "source"
+    for s, split in enumerate(("train", "val")):
+        for c, name in enumerate(("ants", "bees")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(4):
+                _bright_top(100 * s + 10 * c + i).save(root / split / name / f"{split}_{name}_{i}.png")
+    return root
+
+
+def _upright(source, target, turn=lambda image: image.transpose(Image.Transpose.ROTATE_180),
+             upside_down=lambda i, species: i % 2 == 1, splits=("train", "val")):
+    """The student's folder: every photo of each source split, upright or turned by `turn`."""
+    for split, origin in zip(("train", "val"), splits):
+        paths = sorted((source / origin).rglob("*.png"))
+        for i, path in enumerate(paths):
+            down = upside_down(i, path.parent.name)
+            folder = target / split / ("upside_down" if down else "upright")
+            folder.mkdir(parents=True, exist_ok=True)
+            with Image.open(path) as image:
+                (turn(image) if down else image.copy()).save(folder / path.name)
+    return target
+
+
+class _TopMinusBottom(nn.Module):
+    """Upright when the top half is brighter than the bottom half: a model that can do this task."""
+    def forward(self, x):
+        d = x[:, :, : x.shape[2] // 2].mean((1, 2, 3)) - x[:, :, x.shape[2] // 2:].mean((1, 2, 3))
+        return torch.stack([d, -d], dim=1)
+
+
+def test_upright_check_accepts_a_right_answer_and_diagnoses_each_mistake(tmp_path, capsys):
+    source = _source(tmp_path)
+    preset = Preset(crop=32, resize=40)
+    model = _TopMinusBottom()
+    right = _upright(source, tmp_path / "right")
+    acc = train.accuracy(model, data.image_loaders(right, preset, augment=False)["val"])
+    assert acc == 1.0
+    history = train.History(best_val_acc=acc)
+    ch03.check_03_custom_dataset(right, source, model, history, preset)
+    assert "1.000 validation accuracy telling upright from upside-down" in capsys.readouterr().out
+
+    pil = Image.Transpose
+    for name, kwargs, feedback in (
+            ("species", dict(upside_down=lambda i, species: species == "bees"),
+             "upside_down holds 0 of the 4 'ants' photos.*recognising the species"),
+            ("unrotated", dict(turn=lambda image: image.copy()), r"not its source photo rotated by 180 degrees \(it is unchanged\)"),
+            ("mirrored", dict(turn=lambda image: image.transpose(pil.FLIP_LEFT_RIGHT)), "it is mirrored: one flip only"),
+            ("upside_down_only_flipped_vertically", dict(turn=lambda image: image.transpose(pil.FLIP_TOP_BOTTOM)),
+             "it is mirrored: one flip only"),
+            ("swapped_splits", dict(splits=("val", "train")), r"train/: the photo\(s\) .* are not in .*source/train")):
+        wrong = _upright(source, tmp_path / name, **kwargs)
+        with pytest.raises(ExerciseError, match=feedback):
+            ch03.check_03_custom_dataset(wrong, source, model, history, preset)
+
+    with pytest.raises(ExerciseError, match="its history says 0.400"):
+        ch03.check_03_custom_dataset(right, source, model, train.History(best_val_acc=0.4), preset)
+    flipped = type("Flipped", (nn.Module,), {"forward": lambda self, x: -_TopMinusBottom()(x)})()
+    with pytest.raises(ExerciseError, match="no better than a coin toss"):
+        ch03.check_03_custom_dataset(right, source, flipped, train.History(best_val_acc=0.0), preset)
+
+
+# --- Exercise 4 (the chapter's) --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ex4(tmp_path_factory):
+    """Two offline pretrained models with heads trained on frozen features of a small two-class task
+    (reddish against bluish noise photos), as the solution does, in fast mode at 64 px (kept cheap)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("COURSE_FAST", "1")
+    patch.setattr(settings, "FAST_IMAGE_SIZE", 64)
+    root = tmp_path_factory.mktemp("ex4") / "colours"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("val", 4)):
+        for c, name in enumerate(("blue", "red")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 100, (48, 48, 3)).astype(np.uint8)
+                pixels[..., 2 if c == 0 else 0] += 150
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    runs = {}
+    for wanted in ("efficientnet_lite0", "efficientnet_lite1"):
+        model, preset, name = zoo.load_pretrained(wanted, num_classes=2, fallback=None)
+        zoo.freeze(model)
+        preset = preset.scaled(settings.image_size(preset.crop))
+        feats = features.feature_loaders(model, data.image_loaders(root, preset, augment=False), torch.device("cpu"))
+        head = zoo.head(model).layer
+        runs[name] = (model, train.fit(head, feats, optimizers.sgd(head, 0.01, 0.9), 10, seed=0, verbose=False))
+    yield root, runs
+    patch.undo()
+
+
+def test_exercise_4_right_answer(ex4, capsys):
+    root, runs = ex4
+    best = max(runs, key=lambda n: runs[n][1].best_val_acc)
+    ch03.check_exercise_4(runs, best, root)
+    out = capsys.readouterr().out
+    assert "Correct: 2 pretrained models, frozen" in out and f"best: {best}" in out
+
+
+def test_exercise_4_wrong_answers(ex4):
+    root, runs = ex4
+    (lite0, h0), (lite1, h1) = runs["efficientnet_lite0"], runs["efficientnet_lite1"]
+    best = max(runs, key=lambda n: runs[n][1].best_val_acc)
+    changed = copy.deepcopy(lite0)
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.01)   # the first convolution: part of the base
+    for answer_runs, answer_best, kind, feedback in (
+            (..., best, NotDone, "ex4_runs"),
+            (runs, ..., NotDone, "ex4_best"),
+            ([lite0, lite1], best, ExerciseError, "should be a dict"),
+            ({"efficientnet_lite0": (lite0, h0)}, "efficientnet_lite0", ExerciseError, "holds 1 model"),
+            ({"lite-zero": (lite0, h0), "efficientnet_lite1": (lite1, h1)}, best, ExerciseError,
+             "not model names of the zoo"),
+            ({"resnet18": (lite0, h0), "efficientnet_lite1": (lite1, h1)}, "resnet18", ExerciseError,
+             "stored under 'resnet18' is not a resnet18"),
+            ({"efficientnet_lite0": (changed, h0), "efficientnet_lite1": (lite1, h1)}, best, ExerciseError,
+             "efficientnet_lite0's base is not the ImageNet one"),
+            ({"efficientnet_lite0": (lite0, train.History(best_val_acc=0.25)), "efficientnet_lite1": (lite1, h1)},
+             best, ExerciseError, "efficientnet_lite0 classifies .* but its history says 0.25")):
+        with pytest.raises(kind, match=feedback):
+            ch03.check_exercise_4(answer_runs, answer_best, root)
+    # the best named wrongly: a head that learnt nothing (zero weights: always class 0) beside a trained one
+    untrained = copy.deepcopy(lite1)
+    torch.nn.init.zeros_(zoo.head(untrained).layer.weight)
+    torch.nn.init.zeros_(zoo.head(untrained).layer.bias)
+    preset = zoo.preset("efficientnet_lite1").scaled(settings.image_size(240))
+    acc = train.accuracy(untrained, data.image_loaders(root, preset, augment=False)["val"])
+    assert acc == 0.5 and h0.best_val_acc >= 0.875, (acc, h0.best_val_acc)
+    with pytest.raises(ExerciseError, match="`ex4_best` is efficientnet_lite1 \\(0.500\\), but efficientnet_lite0"):
+        ch03.check_exercise_4({"efficientnet_lite0": (lite0, h0),
+                               "efficientnet_lite1": (untrained, train.History(best_val_acc=acc))},
+                              "efficientnet_lite1", root)
+    # and untrained heads everywhere: within two standard errors of always one class
+    untrained0 = copy.deepcopy(lite0)
+    torch.nn.init.zeros_(zoo.head(untrained0).layer.weight)
+    torch.nn.init.zeros_(zoo.head(untrained0).layer.bias)
+    with pytest.raises(ExerciseError, match="within two standard errors of always answering"):
+        ch03.check_exercise_4({"efficientnet_lite1": (untrained, train.History(best_val_acc=acc)),
+                               "efficientnet_lite0": (untrained0, train.History(best_val_acc=acc))},
+                              "efficientnet_lite1", root)

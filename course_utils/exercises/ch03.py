@@ -122,7 +122,9 @@ def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, mea
     seconds = number(my_result["seconds"], "my_result['seconds']", "seconds, from time.perf_counter()")
     plain = min(r["seconds"] for k, r in measured.items() if k.startswith("plain"))
     cached = min(r["seconds"] for k, r in measured.items() if k.startswith("cached"))
-    low, high = 0.3 * cached, 3 * max(plain, cached)
+    # Wall-clock seconds on a shared machine vary several-fold between two cells: the upper bound only
+    # catches a clock started far too early (or a run on images), with room for load and model loading.
+    low, high = 0.3 * cached, 10 * max(plain, cached) + 10
     require(not (seconds > high and low <= seconds / 1000 <= high),
             f"my_result['seconds'] is {seconds:g}: that looks like milliseconds. Give seconds "
             f"(time.perf_counter() differences are in seconds).")
@@ -131,8 +133,8 @@ def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, mea
             f"{cached:.1f} s (section 4's cached run: features once + head). Time the whole thing, from loading "
             f"the model to the end of training, feature extraction included.")
     require(seconds <= high,
-            f"my_result['seconds'] is {seconds:.1f} s, more than 3x the chapter's slowest comparable run "
-            f"({max(plain, cached):.1f} s). Did you time something else too (e.g. with the clock started in an "
+            f"my_result['seconds'] is {seconds:.1f} s, more than 10x the chapter's slowest comparable run "
+            f"({max(plain, cached):.1f} s) plus 10 s for loading the model. Did you time something else too (e.g. with the clock started in an "
             f"earlier cell), or train the whole model on images instead of the head on cached features?")
     best = max(row["accuracy"] for row in measured.values())
     require(actual >= best - 0.1,

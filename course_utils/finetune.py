@@ -6,7 +6,9 @@
   calling `train.fit` once per phase and joining the histories;
 - `train_and_report`, `report_row`: train one strategy, time it, and return its row of a comparison table;
 - `resampled`: a loader drawing a fixed number of samples per epoch, so that runs on fewer
-  images take as many steps as runs on all of them.
+  images take as many steps as runs on all of them;
+- `view_per_epoch`: a loader over K cached views of every image (a frozen trunk's outputs of K
+  augmented passes) that shows epoch e each image once, as its view e.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler  # noqa: F401 (DataLoader: annotations)
+from torch.utils.data import DataLoader, RandomSampler, Sampler, TensorDataset
 
 from . import data, train, zoo
 
@@ -122,3 +124,30 @@ def resampled(loader: DataLoader, num_samples: int, seed: int = 0) -> DataLoader
     sampler = RandomSampler(loader.dataset, replacement=True, num_samples=num_samples,
                             generator=torch.Generator().manual_seed(seed))
     return data.loader_like(loader, sampler=sampler)
+
+
+class ViewPerEpoch(Sampler):
+    """Indices of `views` stacked copies of `n` samples (view-major): epoch e is a random order of view e mod K."""
+
+    def __init__(self, n: int, views: int, seed: int = 0):
+        if n < 1 or views < 1:
+            raise ValueError(f"ViewPerEpoch needs at least one sample and one view (got n={n}, views={views}).")
+        self.n, self.views, self.epoch = n, views, 0
+        self.generator = torch.Generator().manual_seed(seed)   # train.reseed seeds it like a loader's
+
+    def __iter__(self):
+        view, self.epoch = self.epoch % self.views, self.epoch + 1
+        yield from (torch.randperm(self.n, generator=self.generator) + view * self.n).tolist()
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def view_per_epoch(x: torch.Tensor, y: torch.Tensor, views: int, batch_size: int, seed: int = 0) -> DataLoader:
+    """A training loader over `views` cached views (x, y stacked view-major, as `features.extract_features`
+    and repeated passes over an augmenting loader give them): every epoch shows each image once, as a
+    new view while views last (then they repeat), like an augmenting loader does with fresh draws."""
+    if len(x) != len(y) or len(x) % views:
+        raise ValueError(f"{len(x)} cached samples and {len(y)} labels are not {views} equal views: "
+                         "stack the views of the same images one after another.")
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, sampler=ViewPerEpoch(len(x) // views, views, seed))

@@ -163,3 +163,20 @@ def test_resampled_draws_a_fixed_number_of_samples_per_epoch():
     assert len(loader) == 5 and sum(len(y) for _, y in loader) == 20
 
 # The chapter's exercise checks (exercises 1 and 5) are tested in tests/test_exercises_ch04.py.
+
+
+def test_view_per_epoch_shows_each_image_once_per_epoch_as_the_next_view():
+    n, views = 6, 3
+    x = torch.arange(n * views, dtype=torch.float32).unsqueeze(1)   # sample i of view v has value v * n + i
+    y = torch.arange(n).repeat(views)
+    loader = finetune.view_per_epoch(x, y, views, batch_size=4, seed=0)
+    for epoch in range(views + 1):
+        batches = list(loader)
+        seen = torch.cat([xb.squeeze(1) for xb, _ in batches])
+        labels = torch.cat([yb for _, yb in batches])
+        view = epoch % views
+        assert sorted(seen.tolist()) == list(range(view * n, view * n + n)), f"epoch {epoch}: one view, each image once"
+        assert torch.equal(labels, seen.long() % n), "each view keeps its image's label"
+    assert len(loader.sampler) == n
+    with pytest.raises(ValueError, match="equal views"):
+        finetune.view_per_epoch(x[:-1], y[:-1], views, batch_size=4)

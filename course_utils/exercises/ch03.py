@@ -1,6 +1,7 @@
 """Exercise checks of chapter 03 feature extraction, and the exercises' material (folders, digits)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 from pathlib import Path
@@ -290,6 +291,23 @@ def check_03_custom_dataset(root, source, model, history, preset, device=None) -
 
 # --- Exercise 4 (the chapter's): a dataset of your choice, several pretrained models ----------------
 
+@functools.lru_cache(maxsize=8)
+def _architecture(name: str, num_classes: int) -> dict:
+    """{parameter or buffer name: shape} of `name` with a `num_classes` head (shapes only: immutable)."""
+    from .. import zoo
+    return {k: tuple(v.shape) for k, v in zoo.load_untrained(name, num_classes).state_dict().items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _imagenet_state(name: str) -> dict:
+    """`name`'s ImageNet weights and buffers, loaded once per process (loading is the slow part of the
+    check). Private copies: no model shares them and the check only reads them, so nothing a student's
+    model does can change the reference."""
+    from .. import zoo
+    return {k: v.detach().cpu().clone()
+            for k, v in zoo.load_pretrained(name, fallback=None, verbose=False).model.state_dict().items()}
+
+
 def check_exercise_4(runs, best, dataset, per_class=None, device=None) -> None:
     """`runs` maps each model name the zoo loaded to (model, history): that pretrained model with a
     new head trained on frozen features of `dataset`; `best` is the name with the best validation
@@ -314,7 +332,7 @@ def check_exercise_4(runs, best, dataset, per_class=None, device=None) -> None:
     rows = {}
     for name, (model, history) in runs.items():
         shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        expected = {k: tuple(v.shape) for k, v in zoo.load_untrained(name, len(classes)).state_dict().items()}
+        expected = _architecture(name, len(classes))
         require(shapes == expected,
                 f"the model stored under {name!r} is not a {name} with a {len(classes)}-class head "
                 f"(its layers differ). Key each run by the name zoo.load_pretrained *returned*: without "
@@ -322,7 +340,7 @@ def check_exercise_4(runs, best, dataset, per_class=None, device=None) -> None:
                 f"produced each number. Also check the head: one output per class of {Path(dataset).name} "
                 f"({len(classes)}).")
         head_name = zoo.head(model).name
-        reference = zoo.load_pretrained(name, fallback=None, verbose=False).model.state_dict()
+        reference = _imagenet_state(name)
         changed = [k for k, v in model.state_dict().items()
                    if not k.startswith(head_name + ".") and not torch.equal(v.cpu(), reference[k])]
         require(not changed, f"{name}'s base is not the ImageNet one ({changed[0] if changed else ''} changed): the exercise compares "

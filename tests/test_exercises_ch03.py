@@ -233,7 +233,7 @@ def test_upright_check_accepts_a_right_answer_and_diagnoses_each_mistake(tmp_pat
     with pytest.raises(ExerciseError, match="its history says 0.400"):
         ch03.check_03_custom_dataset(right, source, model, train.History(best_val_acc=0.4), preset)
     flipped = type("Flipped", (nn.Module,), {"forward": lambda self, x: -_TopMinusBottom()(x)})()
-    with pytest.raises(ExerciseError, match="no better than a coin toss"):
+    with pytest.raises(ExerciseError, match=r"no better than a coin toss \(0.5\) by two standard errors \(above 0.854\)"):
         ch03.check_03_custom_dataset(right, source, flipped, train.History(best_val_acc=0.0), preset)
 
 

@@ -7,6 +7,7 @@ temporary folder once per session; tests that need it are skipped when no mirror
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # before anything imports pyplot
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 from course_utils import download, settings
 
@@ -139,3 +141,14 @@ def separable(n: int, seed: int):
     x = torch.randn(n, 3, 8, 8, generator=g) * 0.5
     x[:, 0] += (y * 2 - 1).float().view(-1, 1, 1)
     return TensorDataset(x, y)
+
+
+def tiny_model() -> nn.Module:
+    """Three base stages (`features.0` .. `features.2`) and a Linear head, like the course's models."""
+    torch.manual_seed(0)
+
+    def block(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+    return nn.Sequential(OrderedDict(features=nn.Sequential(block(3, 4), block(4, 8), block(8, 8)),
+                                     pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
+                                     classifier=nn.Linear(8, 2)))

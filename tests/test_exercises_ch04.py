@@ -1,12 +1,12 @@
 """Chapter 04's exercise checks (the chapter's exercises 1 and 5): right answers pass, including
 architecture-specific ones; a catalogue of wrong answers fails with the feedback that names the mistake."""
-from collections import OrderedDict
 
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from conftest import tiny_model
 from course_utils import data, exercises, features, finetune, train, zoo
 from course_utils.exercises import ch04
 
@@ -19,14 +19,6 @@ def small_and_fast(restore_threads, monkeypatch):
     monkeypatch.setenv("COURSE_FAST", "1")   # the checks expect fast mode's epochs: 3 (exercise 1), 1 + 1 + 1 (5)
 
 
-def tiny_model() -> nn.Module:
-    torch.manual_seed(0)
-
-    def block(cin, cout):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
-    return nn.Sequential(OrderedDict(features=nn.Sequential(block(3, 4), block(4, 8), block(8, 8)),
-                                     pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
-                                     classifier=nn.Linear(8, 2)))
 
 
 def image_loaders(augment=True, n=8, size=24):

@@ -1,12 +1,10 @@
 """finetune: discriminative learning rates, progressive unfreezing on train.fit, table rows (CPU, seconds)."""
-from collections import OrderedDict
 
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
-from conftest import separable
+from conftest import separable, tiny_model
 from course_utils import finetune, train, zoo
 
 CPU = torch.device("cpu")
@@ -18,15 +16,6 @@ def one_thread(restore_threads):
     torch.set_num_threads(1)
 
 
-def tiny_model() -> nn.Module:
-    """Three base stages (`features.0` .. `features.2`) and a Linear head, like the course's models."""
-    torch.manual_seed(0)
-
-    def block(cin, cout):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
-    return nn.Sequential(OrderedDict(features=nn.Sequential(block(3, 4), block(4, 8), block(8, 8)),
-                                     pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
-                                     classifier=nn.Linear(8, 2)))
 
 
 def loaders() -> dict:

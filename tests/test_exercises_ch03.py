@@ -317,3 +317,17 @@ def test_exercise_4_wrong_answers(ex4):
         ch03.check_exercise_4({"efficientnet_lite1": (untrained, train.History(best_val_acc=acc)),
                                "efficientnet_lite0": (untrained0, train.History(best_val_acc=acc))},
                               "efficientnet_lite1", root)
+
+
+def test_digits_dataset_is_written_once_and_replaces_an_incomplete_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    stale = tmp_path / "exercises" / "digits" / "2+1-seed0" / "digits (scikit-learn)" / "train" / "0"
+    stale.mkdir(parents=True)
+    (stale / "junk.png").write_bytes(b"")          # a half-written copy of an older run
+    root = ch03.digits_dataset(2, 1)
+    files = sorted(p.relative_to(root) for p in root.rglob("*.png"))
+    assert len(files) == 30 and not (root / "train" / "0" / "junk.png").exists()
+    stamp = {p: p.stat().st_mtime_ns for p in root.rglob("*.png")}
+    assert ch03.digits_dataset(2, 1) == root
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.png")} == stamp, "reused, not rewritten"
+    assert not list(root.parent.parent.glob(".building-*")), "no temporary folder left behind"

@@ -32,29 +32,42 @@ def exercise_folder(kind: str, source, per_class: int | None) -> Path:
 def digits_dataset(train_per_class: int = 20, val_per_class: int = 10, seed: int = 0) -> Path:
     """scikit-learn's handwritten digits (UCI, 1,797 scans of 8x8 pixels, ten classes), written out
     as an ImageFolder of PNGs (64x64, dark ink on white): a task unlike ants vs bees for exercise 4.
-    Rewritten from scratch on every call (a fixed seeded split, so always the same files), in a folder
-    keyed by the sizes and seed and named for what it holds (its name is what the checks print)."""
+    Written once (a fixed seeded split, so always the same files), into a temporary folder that is
+    renamed into place when complete: a later call, or another kernel, reuses it and never sees a
+    half-written copy. The folder is keyed by the sizes and seed and named for what it holds (its
+    name is what the checks print)."""
+    import tempfile
+
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_digits
 
     from .. import settings
 
-    digits = load_digits()
     keyed = settings.data_dir() / "exercises" / "digits" / f"{train_per_class}+{val_per_class}-seed{seed}"
-    shutil.rmtree(keyed, ignore_errors=True)
     root = keyed / "digits (scikit-learn)"
-    root.mkdir(parents=True)
+    if (keyed / ".complete").exists():
+        return root
+    keyed.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=keyed.parent, prefix=".building-"))
+    digits = load_digits()
     rng = np.random.default_rng(seed)
     for c in range(10):
         rows = rng.permutation(np.flatnonzero(digits.target == c))
         for split, chosen in (("train", rows[:train_per_class]),
                               ("val", rows[train_per_class:train_per_class + val_per_class])):
-            folder = root / split / str(c)
+            folder = building / root.name / split / str(c)
             folder.mkdir(parents=True, exist_ok=True)
             for i in chosen:
                 pixels = (255 - digits.images[i] * 255 / 16).astype(np.uint8)
                 Image.fromarray(pixels).resize((64, 64), Image.BICUBIC).convert("RGB").save(folder / f"digit_{i:04d}.png")
+    (building / ".complete").write_text("written by exercises.ch03.digits_dataset\n")
+    if keyed.exists() and not (keyed / ".complete").exists():
+        shutil.rmtree(keyed, ignore_errors=True)  # an incomplete copy left by an older version
+    try:
+        building.rename(keyed)
+    except OSError:  # another kernel finished first: its copy holds the same files
+        shutil.rmtree(building, ignore_errors=True)
     return root
 
 

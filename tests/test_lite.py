@@ -44,6 +44,15 @@ def test_same_padding_matches_tensorflow():
     same = lite.SameConv2d(2, 3, 5, stride=1, bias=False)
     x = torch.randn(1, 2, 9, 9)
     torch.testing.assert_close(same(x), F.conv2d(x, same.weight, padding=2))
+    pointwise = lite.SameConv2d(2, 3, 1, bias=False)  # 1x1: no padding at all
+    torch.testing.assert_close(pointwise(x), F.conv2d(x, pointwise.weight))
+    # symmetric padding is the convolution's own, asymmetric a padded copy: both equal the padded reference
+    for conv, size in ((same, 9), (lite.SameConv2d(2, 3, 5, stride=2, bias=False), 9),
+                       (lite.SameConv2d(2, 3, 5, stride=2, bias=False), 10)):
+        x = torch.randn(1, 2, size, size)
+        total = max((-(-size // conv.stride[0]) - 1) * conv.stride[0] + 5 - size, 0)
+        pads = (total // 2, total - total // 2) * 2
+        torch.testing.assert_close(conv(x), F.conv2d(F.pad(x, pads), conv.weight, stride=conv.stride))
 
 
 def test_lite0_recognises_real_ants_and_bees(hymenoptera, lite0):

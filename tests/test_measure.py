@@ -45,6 +45,9 @@ def test_slowest_cells_and_first_error():
     assert [(i, round(s, 1), line) for i, s, line in measure.slowest_cells(nb, 2)] == [
         (2, 38.5, "history = train.fit(...)"), (1, 2.5, "setup = chapter.setup()")]
     assert measure.first_error(nb) == "cell 3: ValueError: bad threshold"
+    assert measure.exercise_seconds(nb) == 0
+    nb.cells[2].source = "### BEGIN SOLUTION\n" + nb.cells[2].source + "\n### END SOLUTION"
+    assert round(measure.exercise_seconds(nb), 1) == 38.5
     nb.cells[3].outputs = []
     assert measure.first_error(nb) == ""
 
@@ -63,17 +66,17 @@ def test_report_tables_from_ledger_files(tmp_path, monkeypatch):
         ("val accuracy", "", "0.941", None)])
     third = fake_ledger(tmp_path / "03.jsonl", monkeypatch, [("scratch reaches 60-70%", "60-70%", "0.65", True)])
     results = [
-        measure.Result("01", "01_zoo.ipynb", 12.4, slowest=[(4, 8.0, "x"), (2, 1.2, "y")], claims=first),
-        measure.Result("03", "03_features.ipynb", 95.0, "failed", "cell 7: ValueError: bad", claims=third),
-        measure.Result("07", "07_shift.ipynb", 900.2, "timed out", "stopped after 900 s in cell 12 (dann_fit)"),
+        measure.Result("01", "01_zoo.ipynb", 12.4, 3.2, slowest=[(4, 8.0, "x"), (2, 1.2, "y")], claims=first),
+        measure.Result("03", "03_features.ipynb", 95.0, 40.0, "failed", "cell 7: ValueError: bad", claims=third),
+        measure.Result("07", "07_shift.ipynb", 900.2, 0.0, "timed out", "stopped after 900 s in cell 12 (dann_fit)"),
     ]
     text = measure.report(results, "full")
     lines = text.splitlines()
     assert lines[0] == "## Chapters, full mode"
-    assert "| 01 | 12 | ok | 4: 8 s, 2: 1 s | val accuracy 0.941 |" in lines
-    assert "| 03 | 95 | failed | – | – |" in lines
-    assert "| 07 | 900 | timed out | – | – |" in lines
-    assert "total: 1008 s (16.8 min) for 3 chapter(s); 1 finished" in lines
+    assert "| 01 | 12 | 3 | ok | 4: 8 s, 2: 1 s | val accuracy 0.941 |" in lines
+    assert "| 03 | 95 | 40 | failed | – | – |" in lines
+    assert "| 07 | 900 | 0 | timed out | – | – |" in lines
+    assert "total: 1008 s (16.8 min) for 3 chapter(s), of which 43 s in exercise solutions; 1 finished" in lines
     assert "chapter 03 failed: cell 7: ValueError: bad" in lines
     assert "chapter 07 timed out: stopped after 900 s in cell 12 (dann_fit)" in lines
     assert "| top-5 error below 5% | often below 5% | 0.104 | resnet18 | does not hold |" in lines

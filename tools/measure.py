@@ -7,7 +7,8 @@ its slowest cells, its headline numbers, and the claims ledger (chapter says / c
 
 Each notebook is copied into a run folder (--out; default a new folder in the system's temp
 folder) and executed there, one at a time, in its own process with a wall-clock limit
-(--timeout, per chapter): nothing is written back into notebooks/. Each chapter appends its
+(--timeout, per chapter): nothing is written back into notebooks/. The seconds spent in exercise
+solution cells are also printed apart: a student runs their own code there, in exercise time. Each chapter appends its
 claims to its own ledger file (COURSE_LEDGER=<run>/NN.jsonl, see course_utils/ledger.py).
 The rest of the environment (COURSE_DATA_MIRROR, COURSE_DATASET, COURSE_THREADS, ...) passes
 through. A chapter that fails or runs out of time is reported with its cell and error, the
@@ -38,6 +39,7 @@ class Result:
     chapter: str                      # "03"
     notebook: str                     # file name
     seconds: float = 0.0
+    exercises: float = 0.0            # of which the exercise solution cells (the runs a student writes)
     status: str = "ok"                # "ok", "failed", "timed out"
     error: str = ""                   # where and what, for a chapter that did not finish
     slowest: list = field(default_factory=list)   # (cell index, seconds, first source line)
@@ -66,15 +68,15 @@ def minutes(seconds: float) -> str:
 def report(results: list[Result], mode: str) -> str:
     """The whole printout: the chapter table, each chapter's ledger, the totals."""
     out = [f"## Chapters, {mode} mode", "",
-           "| chapter | seconds | status | slowest cells (index: seconds) | headline numbers |",
-           "|---|---|---|---|---|"]
+           "| chapter | seconds | of which exercise solutions | status | slowest cells (index: seconds) | headline numbers |",
+           "|---|---|---|---|---|---|"]
     for r in results:
         cells = ", ".join(f"{i}: {s:.0f} s" for i, s, _ in r.slowest[:3]) or "–"
         headline = "; ".join(f"{c.claim} {c.measured}" for c in r.claims if c.holds is None) or "–"
-        out.append(f"| {r.chapter} | {r.seconds:.0f} | {r.status} | {cells} | {headline} |")
-    total = sum(r.seconds for r in results)
-    out += ["", f"total: {minutes(total)} for {len(results)} chapter(s); "
-                f"{sum(r.status == 'ok' for r in results)} finished"]
+        out.append(f"| {r.chapter} | {r.seconds:.0f} | {r.exercises:.0f} | {r.status} | {cells} | {headline} |")
+    total, exercises = sum(r.seconds for r in results), sum(r.exercises for r in results)
+    out += ["", f"total: {minutes(total)} for {len(results)} chapter(s), of which {minutes(exercises)} in exercise "
+                f"solutions; {sum(r.status == 'ok' for r in results)} finished"]
     for r in results:
         if r.error:
             out.append(f"chapter {r.chapter} {r.status}: {r.error}")
@@ -97,6 +99,13 @@ def slowest_cells(nb, n: int = 5) -> list[tuple[int, float, str]]:
     times = cell_seconds(nb)
     firsts = {i: (nb.cells[i].source.strip().splitlines() or [""])[0][:60] for i in times}
     return [(i, s, firsts[i]) for i, s in sorted(times.items(), key=lambda item: -item[1])[:n]]
+
+
+def exercise_seconds(nb) -> float:
+    """Seconds spent in exercise solution cells (those with nbgrader's `### BEGIN SOLUTION`): in a
+    student's copy these are the student's own code, run during exercise time."""
+    from notebooks import BEGIN, cell_seconds  # tools/notebooks.py
+    return sum(s for i, s in cell_seconds(nb).items() if BEGIN in nb.cells[i].source)
 
 
 def first_error(nb) -> str:
@@ -160,6 +169,7 @@ def run_chapter(notebook: Path, run: Path, fast: bool, timeout: float) -> Result
     result.seconds = time.perf_counter() - start
     executed = nbformat.read(target, as_version=4)
     result.slowest = slowest_cells(executed)
+    result.exercises = exercise_seconds(executed)
     result.claims = ledger.read(ledger_file)
     if code is None:
         progress = target.with_suffix(".progress")

@@ -14,7 +14,7 @@ each size and path, runs one child process (so that its peak resident memory is 
 
 Prints one row per run: resident memory (VmHWM) at the start, at its peak while every image
 was decoded (the data path's own peak) and at its peak overall (which adds the model's training
-activations: about 1.5 GB for ResNet-18 on batches of 32 at 224 px, on either path), seconds to
+activations: about 1.3 GB for ResNet-18 on batches of 32 at 224 px, on either path), seconds to
 build, images per second for each step, and the 1-minute load average after the run. The model is
 ResNet-18 with random weights (timing only) at its preset (resize 256, crop 224), 1 thread.
 """

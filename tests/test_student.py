@@ -47,7 +47,9 @@ def test_student_copy_has_no_solution(path):
         assert student.marker_lines(stripped.source, student.END) == 0
         if original.cell_type == "code":
             assert stripped.outputs == [] and stripped.execution_count is None
-            compile(stripped.source.replace("%", "#"), path.name, "exec")
+            no_magics = "\n".join("#" + line if line.lstrip().startswith(("%", "!")) else line
+                                  for line in stripped.source.splitlines())  # IPython's %magic / !shell lines
+            compile(no_magics, path.name, "exec")
         inside, solution_lines = False, []
         for line in original.source.splitlines():
             if line.lstrip().startswith(student.BEGIN):

@@ -283,6 +283,19 @@ def wait_idle(page, deadline: float) -> bool:
     return False
 
 
+def select_cell(page, index: int, tries: int = 20) -> None:
+    """Make cell `index` the active one and wait until it stays so: when Run All stops, JupyterLab
+    moves the selection by itself a moment after the kernel is idle, which can undo ours."""
+    active = "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex"
+    for _ in range(tries):
+        page.evaluate(f"() => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = {index}; }}")
+        page.wait_for_timeout(300)
+        if page.evaluate(active) == index:
+            page.wait_for_timeout(300)
+            if page.evaluate(active) == index:  # still ours a moment later
+                return
+
+
 def check_chapter(browser, lab: Lab, path: str, timeout: float, report: Path, always_shoot: bool = False) -> Result:
     name = Path(path).stem
     result = Result(name)
@@ -329,7 +342,7 @@ def check_chapter(browser, lab: Lab, path: str, timeout: float, report: Path, al
                      first_line(cells[after[0]]["source"]))
                 break
             resumed = after[0]
-            page.evaluate(f"() => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = {resumed}; }}")
+            select_cell(page, resumed)
             # JupyterLab disables "Run Selected Cell and All Below" on the last cell.
             click_menu(page, "Run", "Run Selected Cell" if resumed == len(cells) - 1 else "Run Selected Cell and All Below")
         for index, what in cell_problems(cells, student):

@@ -1,4 +1,5 @@
-"""The model zoo: what exists, loading it pretrained, new heads, freezing, counting.
+"""The model zoo: what exists, loading it pretrained, new heads, freezing (and what it keeps of
+BatchNorm statistics), counting.
 
 Torchvision's catalogue is read from its weights metadata (no download). Pretrained weights
 come through torchvision's weights API, which looks in the torch hub cache and downloads
@@ -232,6 +233,22 @@ def freeze_batchnorm_stats(model: nn.Module) -> int:
     for m in frozen:
         m.eval()
     return len(frozen)
+
+
+def batchnorm_drift(model: nn.Module, reference: nn.Module) -> dict[str, dict[str, float]]:
+    """How far each BatchNorm layer's running statistics moved from the same layer of `reference`
+    (e.g. the pretrained model `model` was copied from): {layer name: {"mean": ..., "var": ...}}, the
+    relative change (norm of the difference over the reference's norm), from input to output.
+    0 where the layer still holds the reference's statistics."""
+    before = dict(reference.named_modules())
+    drift = {}
+    for name, layer in model.named_modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            old = before[name]
+            drift[name] = {stat: ((getattr(layer, f"running_{stat}").cpu() - getattr(old, f"running_{stat}").cpu()).norm()
+                                  / getattr(old, f"running_{stat}").cpu().norm().clamp_min(1e-12)).item()
+                           for stat in ("mean", "var")}
+    return drift
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:

@@ -325,3 +325,17 @@ def test_weights_available_names_what_is_here(tmp_path, monkeypatch):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / url.rsplit("/", 1)[1]).write_bytes(b"x")
     assert zoo.weights_available("resnet18")
+
+
+def test_batchnorm_drift_counts_what_train_mode_moves(resnet18):
+    import copy
+    reference = copy.deepcopy(resnet18)
+    assert all(d == {"mean": 0.0, "var": 0.0} for d in zoo.batchnorm_drift(resnet18, reference).values())
+    zoo.freeze(resnet18, train_last=1)
+    resnet18.train()
+    zoo.freeze_batchnorm_stats(resnet18)   # frozen stages keep their statistics, layer4 learns
+    resnet18(torch.randn(4, 3, 32, 32) * 3 + 1)
+    drift = zoo.batchnorm_drift(resnet18, reference)
+    assert list(drift) == [n for n, m in resnet18.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    moved = {n for n, d in drift.items() if d["mean"] > 0 and d["var"] > 0}
+    assert moved == {n for n in drift if n.startswith("layer4.")}

@@ -12,41 +12,32 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import data, settings, train, zoo
+from . import data, train, zoo
 
 
-@torch.inference_mode()
 def extract_features(model: nn.Module, loader: DataLoader, device: torch.device | None = None,
                      views: int = 1, mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The inputs of the model's head for every sample of `loader`'s dataset, `views` passes over it.
 
     Samples come in dataset order (the loader's shuffling is not used), so row i is
     `loader.dataset[i]` (and row i + N its second view). The base runs in eval mode
-    (BatchNorm keeps ImageNet's statistics). Returns float32 features (N * views, D) and
-    labels (N * views,), on the CPU. The model is left as it was, head included.
+    (BatchNorm keeps ImageNet's statistics), through `train.outputs`. Returns float32 features
+    (N * views, D) and labels (N * views,), on the CPU. The model is left as it was, head included.
     """
-    device = device or settings.pick_device()
     name, head = zoo.head(model)
     if not isinstance(head, nn.Linear):
         raise TypeError(f"extract_features needs a model whose head is a Linear layer; "
                         f"{type(model).__name__}'s head {name!r} is a {type(head).__name__}. Train this "
                         f"model's head through the frozen model instead: train.fit(model, image loaders, ...).")
-    dtype = train.autocast_dtype(device) if mixed_precision else None
     in_order = data.loader_like(loader, shuffle=False)
     was_training = model.training
     model.set_submodule(name, nn.Identity())  # the model now outputs what the head would receive
     try:
-        model.to(device, memory_format=torch.channels_last).eval()
-        features, labels = [], []
-        for _ in range(views):
-            for inputs, targets in in_order:
-                with train.autocast(device, dtype):
-                    features.append(model(train.to_device(inputs, device)).float().flatten(1).cpu())
-                labels.append(torch.as_tensor(targets))
+        passes = [train.outputs(model, in_order, device, mixed_precision) for _ in range(views)]
     finally:
         model.set_submodule(name, head)
         model.train(was_training)
-    return torch.cat(features), torch.cat(labels)
+    return torch.cat([x.flatten(1) for x, _ in passes]), torch.cat([y for _, y in passes])
 
 
 def feature_loaders(model: nn.Module, loaders: dict, device: torch.device | None = None,

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from . import data, settings, train
+from . import data, train
 
 Data = tuple[torch.Tensor, torch.Tensor]   # (inputs, labels)
 
@@ -91,18 +91,10 @@ def level_features(trunk: nn.Module, images, preset, corruption=None, batch_size
     `data.DecodedImages`), each first corrupted by `corruption` (a transform of one uint8 image, such
     as `shift.Corrupt(kind, severity)`; None: clean), then given the evaluation preprocessing.
     Returns (outputs, labels) on the CPU, rows in the dataset's order."""
-    device = device or settings.pick_device()
     steps = [corruption] if corruption is not None else []
     in_order = DataLoader(images.with_transform(v2.Compose(steps + [preset.eval_transform()])), batch_size)
-    dtype = train.autocast_dtype(device)
-    trunk.to(device).eval()
-    outputs, labels = [], []
-    with torch.no_grad():
-        for inputs, targets in in_order:
-            with train.autocast(device, dtype):
-                outputs.append(trunk(train.to_device(inputs, device)).float().cpu())
-            labels.append(torch.as_tensor(targets))
-    return torch.cat(outputs).contiguous(), torch.cat(labels)
+    outputs, labels = train.outputs(trunk, in_order, device)
+    return outputs.contiguous(), labels
 
 
 # --- updating a head ------------------------------------------------------------------------------

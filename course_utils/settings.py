@@ -12,6 +12,8 @@ the next call. CI, instructors and students steer every chapter the same way:
     COURSE_THREADS=N       CPU threads for PyTorch (default: all cores of this process)
     COURSE_MEMORY_GB=G     memory for decoded images (default: see `memory_budget`); larger splits
                            are cached on disk (`data.load_split`)
+    COURSE_PRECISION=P     auto (default), float32 or bfloat16: the number format models run in
+                           (`precision`; what `auto` picks on which hardware: `course_utils.precision`)
 
 Fast mode shrinks sizes only (`images_per_class`, `image_size`, `epochs`, `count`): the
 experiment a fast run checks is the one a student runs.
@@ -112,6 +114,20 @@ def memory_budget() -> int:
 def progress() -> bool:
     """Progress bars while training; CI (CI=true) gets one plain summary line per epoch instead."""
     return os.environ.get("CI", "").strip().lower() in _FALSE
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def precision() -> str:
+    """COURSE_PRECISION: 'auto' (default: bfloat16 autocast where the hardware computes it natively,
+    else float32), 'float32' or 'bfloat16', forced. `course_utils.precision` applies it."""
+    raw = os.environ.get("COURSE_PRECISION", "")
+    value = raw.strip().lower() or "auto"
+    if value not in PRECISIONS:
+        raise ValueError(f"COURSE_PRECISION={raw!r} is not understood: use one of {', '.join(PRECISIONS)} "
+                         f"(auto is the default).")
+    return value
 
 
 def images_per_class() -> int | None:

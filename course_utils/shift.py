@@ -169,30 +169,25 @@ def take(dataset: DecodedImages, per_class: int, seed: int = 0) -> DecodedImages
 
 # --- AdaBN ---------------------------------------------------------------------------------------
 
-@torch.no_grad()
 def adabn(model: nn.Module, loader, device: torch.device | None = None) -> nn.Module:
     """Re-estimate every BatchNorm's running mean and variance on `loader`'s images; returns `model`.
 
     The statistics are reset and averaged over all batches (labels, if the loader yields any, are
-    ignored); no weight changes and no gradient is computed. Everything else (dropout, stochastic
-    depth) runs in eval mode. Changes `model` in place: pass a copy to keep the original.
+    ignored); no weight changes and no gradient is computed (one `train.outputs` pass, in float32,
+    with only the BatchNorm layers in train mode: dropout and stochastic depth stay in eval mode).
+    Changes `model` in place: pass a copy to keep the original.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         raise ValueError(f"{type(model).__name__} has no BatchNorm layer: AdaBN has nothing to re-estimate.")
-    device = device or settings.pick_device()
-    model.to(device).eval()
+    model.eval()
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches, not an exponential one
         m.train()
-    seen = 0
     try:
-        for batch in loader:
-            inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-            model(train.to_device(inputs, device))
-            seen += len(inputs)
+        seen = len(train.outputs(model, loader, device, mixed_precision=False, keep_modes=True)[0])
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum

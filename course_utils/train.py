@@ -5,6 +5,7 @@
     train_one_epoch          `step` over a loader, with an optimizer: (mean loss, accuracy)
     evaluate                 `step` over a loader, without gradients: (mean loss, accuracy)
     fit                      epochs of train_one_epoch + evaluate, keeping the best validation weights
+    outputs                  the one inference pass: a model's outputs and the labels over a loader
     predict, accuracy        probabilities and accuracy of a trained model
 
 `fit` is the PyTorch tutorial's loop (see `course_utils.tutorial`) plus only what a course run
@@ -25,7 +26,8 @@ from typing import Callable, NamedTuple
 import torch
 from torch import nn
 
-from . import data, settings, zoo
+from . import data, distributed, settings, zoo
+from .precision import autocast_dtype  # noqa: F401  (train.autocast_dtype: the course's public name)
 
 
 @dataclass
@@ -57,20 +59,6 @@ class Score(NamedTuple):
 
 # --- one batch -----------------------------------------------------------------------------------
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The mixed-precision type to use on `device`, or None for plain float32.
-
-    CUDA: bfloat16 where supported, else float16. CPU: bfloat16 only where the processor
-    computes it natively (AVX-512 BF16 or AMX), where it measured 1.5-2x faster for a
-    training step here; elsewhere float32, which is never slower. MPS: float32.
-    """
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
-        return torch.bfloat16
-    return None
-
-
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """The device's autocast context for `dtype` (from `autocast_dtype`); None: plain float32."""
     if dtype is None:
@@ -86,6 +74,24 @@ def to_device(inputs, device: torch.device):
     return inputs.contiguous(memory_format=torch.channels_last) if inputs.dim() == 4 else inputs
 
 
+def _place(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move `model` to `device`, channels-last, and return it. Done outside inference mode even when
+    called inside it, so that its parameters stay ordinary tensors a later training step can use."""
+    with torch.inference_mode(False):
+        return model.to(device, memory_format=torch.channels_last)
+
+
+def _require_trainable(model: nn.Module) -> None:
+    """Fail with what to do if `model` holds inference tensors, which PyTorch cannot train."""
+    stuck = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_inference()]
+    if stuck:
+        raise RuntimeError(
+            f"{len(stuck)} of the model's tensors ({', '.join(stuck[:3])}{', ...' if len(stuck) > 3 else ''}) are "
+            f"inference tensors: they were made under torch.inference_mode(), e.g. by model.to(...) inside it, "
+            f"and cannot be trained. Load this model again, and create or move models outside any "
+            f"`with torch.inference_mode():` block.")
+
+
 def logits_of(outputs) -> torch.Tensor:
     """The class scores in a model's outputs: the outputs, or their first part (e.g. DANN's)."""
     return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
@@ -97,6 +103,8 @@ def step(model: nn.Module, inputs, labels, criterion, device: torch.device, dtyp
 
     Returns (loss, outputs). The loss is computed in float32 from the outputs.
     """
+    if optimizer is not None:
+        _require_trainable(model)
     inputs, labels = to_device(inputs, device), labels.to(device, non_blocking=True)
     with autocast(device, dtype):
         outputs = model(inputs)
@@ -127,6 +135,8 @@ def _pass(model, loader, criterion, device, dtype, optimizer=None, scaler=None, 
         seen += labels.size(0)
         if bar is not None:
             bar.update(1)
+    if distributed.sharded(loader):  # one rank's share of the data (fit under torchrun): add up all ranks'
+        total_loss, correct, seen = distributed.reduce_sums(total_loss, correct, seen)
     return Score(total_loss / max(seen, 1), correct / max(seen, 1))
 
 
@@ -140,7 +150,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     """
     device = device or settings.pick_device()
     model.train()
-    zoo.freeze_batchnorm_stats(model)  # frozen layers keep ImageNet's statistics
+    zoo.freeze_batchnorm_stats(distributed.unwrap(model))  # frozen layers keep ImageNet's statistics
     return _pass(model, loader, criterion or nn.CrossEntropyLoss(), device, dtype, optimizer, scaler, on_batch, bar)
 
 
@@ -177,10 +187,21 @@ def reseed(loaders, seed: int) -> None:
                 generator.manual_seed(seed)
 
 
+def _shard(loaders: dict, seed: int | None) -> dict:
+    """Under torchrun: this rank's share of the train and val loaders (`distributed.shard`), the same
+    global batch; loaders already sharded, and everything in one process, are left as they are."""
+    if not distributed.active():
+        return loaders
+    return {split: loader if split not in ("train", "val") or distributed.sharded(loader)
+            else distributed.shard(loader, train=split == "train", seed=seed or 0)
+            for split, loader in loaders.items()}
+
+
 def fit(model: nn.Module, loaders: dict, optimizer: torch.optim.Optimizer, epochs: int,
         criterion: nn.Module | None = None, scheduler=None, device: torch.device | None = None,
         patience: int | None = None, mixed_precision: bool = True, progress: bool | None = None,
-        verbose: bool = True, seed: int | None = None) -> History:
+        verbose: bool = True, seed: int | None = None, resume: tuple[History, dict] | None = None,
+        on_epoch: Callable[[History, dict], None] | None = None) -> History:
     """Train `model` on loaders['train'] (`train_one_epoch`), validate on loaders['val'] (`evaluate`)
     after every epoch.
 
@@ -189,31 +210,47 @@ def fit(model: nn.Module, loaders: dict, optimizer: torch.optim.Optimizer, epoch
     after that many epochs without a better validation score. Interrupting (Ctrl-C, or
     Jupyter's stop button) keeps the best weights and the history so far. `seed` (see `reseed`)
     makes the run repeatable; `verbose=False` prints nothing (and shows no progress bar).
+
+    `resume=(history, best_weights)` continues a run from its last complete epoch (the model, optimizer
+    and scheduler restored by the caller, e.g. tools/train.py); `on_epoch(history, best_weights)` runs
+    after every complete epoch (e.g. to write a checkpoint). Under `torchrun` the same call trains on
+    every process (`course_utils.distributed`): each rank its share of every batch, the model in DDP,
+    validation scores added up over the ranks so that all keep the same best epoch; rank 0 prints.
     """
     check_outputs(model, loaders["train"])
-    device = device or settings.pick_device()
+    device = distributed.device(device)
+    distributed.init(device)  # no-op outside torchrun
+    loaders = _shard(loaders, seed)
     criterion = criterion or nn.CrossEntropyLoss()
+    verbose = verbose and distributed.is_main()
     progress = (settings.progress() if progress is None else progress) and verbose
     say = print if verbose else (lambda *args: None)
     dtype = autocast_dtype(device) if mixed_precision else None
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     if seed is not None:
         reseed(loaders.values(), seed)
-    model.to(device, memory_format=torch.channels_last)
-    history = History()
+        distributed.reseed_rank(seed)
+    _place(model, device)
+    trained = distributed.wrap(model, device)  # `model` itself in one process
+    history = History() if resume is None else copy.deepcopy(resume[0])
     best = (-1.0, float("inf"))
-    best_weights = copy.deepcopy(model.state_dict())
+    if history.epochs:
+        best = (history.best_val_acc, history.epochs[history.best_epoch - 1]["val_loss"])
+    best_weights = copy.deepcopy(model.state_dict() if resume is None else resume[1])
+    first = len(history.epochs) + 1
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=epochs * (len(loaders["train"]) + len(loaders["val"])), unit="batch")
+        bar = tqdm(total=(epochs - first + 1) * (len(loaders["train"]) + len(loaders["val"])), unit="batch")
         say = bar.write
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first, epochs + 1):
             start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_acc = train_one_epoch(model, loaders["train"], optimizer, criterion, device, dtype,
+            distributed.set_epoch(loaders.values(), epoch)
+            train_loss, train_acc = train_one_epoch(trained, loaders["train"], optimizer, criterion, device, dtype,
                                                     scaler, bar=bar)
+            distributed.sync_buffers(trained)
             val_loss, val_acc = evaluate(model, loaders["val"], criterion, device, dtype, bar=bar)
             if scheduler is not None:
                 scheduler.step()
@@ -224,6 +261,8 @@ def fit(model: nn.Module, loaders: dict, optimizer: torch.optim.Optimizer, epoch
                 best = (val_acc, val_loss)
                 history.best_epoch, history.best_val_acc = epoch, val_acc
                 best_weights = copy.deepcopy(model.state_dict())
+            if on_epoch is not None:
+                on_epoch(history, best_weights)
             if bar is not None:
                 bar.set_postfix(val_acc=f"{val_acc:.3f}")
             say(f"epoch {epoch}/{epochs}  train loss {train_loss:.3f} acc {train_acc:.3f}  "
@@ -246,19 +285,36 @@ def fit(model: nn.Module, loaders: dict, optimizer: torch.optim.Optimizer, epoch
 
 # --- using a trained model -----------------------------------------------------------------------
 
-@torch.inference_mode()
-def predict(model: nn.Module, loader, device: torch.device | None = None,
-            mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class probabilities (N, classes) and true labels (N,) for every sample of `loader`."""
+def outputs(model: nn.Module, loader, device: torch.device | None = None, mixed_precision: bool = True,
+            keep_modes: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """`model`'s outputs (float32, on the CPU) and the labels for every batch of `loader`, in order.
+
+    The one place a model runs without training: eval mode (`keep_modes=True`: the modes its layers
+    are in, e.g. AdaBN's BatchNorm in train mode), no gradients, the mixed precision training uses.
+    Batches are (inputs, labels) or bare inputs (then the labels returned are empty). The model is
+    placed on `device` outside inference mode, so it can still be trained afterwards.
+    """
     device = device or settings.pick_device()
     dtype = autocast_dtype(device) if mixed_precision else None
-    model.to(device).eval()
-    probs, targets = [], []
-    for inputs, labels in loader:
-        with autocast(device, dtype):
-            probs.append(model(to_device(inputs, device)).float().softmax(1).cpu())
-        targets.append(torch.as_tensor(labels))
-    return torch.cat(probs), torch.cat(targets)
+    _place(model, device)
+    if not keep_modes:
+        model.eval()
+    results, labels = [], []
+    with torch.inference_mode():
+        for batch in loader:
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+            with autocast(device, dtype):
+                results.append(logits_of(model(to_device(inputs, device))).float().cpu())
+            if isinstance(batch, (tuple, list)) and len(batch) > 1:
+                labels.append(torch.as_tensor(batch[1]))
+    return torch.cat(results), torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
+
+
+def predict(model: nn.Module, loader, device: torch.device | None = None,
+            mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (N, classes) and true labels (N,) for every sample of `loader` (`outputs`)."""
+    logits, labels = outputs(model, loader, device, mixed_precision)
+    return logits.softmax(1), labels
 
 
 def accuracy(model: nn.Module, samples, device: torch.device | None = None) -> float:

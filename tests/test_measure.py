@@ -85,3 +85,13 @@ def test_report_tables_from_ledger_files(tmp_path, monkeypatch):
     assert "ledger total: 3 record(s): 1 hold, 1 do not hold, 1 headline number(s)" in lines
     assert "  does not hold: chapter 01: top-5 error below 5% (chapter often below 5%; measured 0.104)" in lines
     assert all(c.mode == "full" for c in first + third)
+
+
+def test_report_names_the_precision_path(monkeypatch):
+    for value, path in (("float32", "float32 on cpu"), ("bfloat16", "bfloat16 autocast on cpu")):
+        monkeypatch.setenv("COURSE_PRECISION", value)
+        monkeypatch.setenv("COURSE_DEVICE", "cpu")
+        line = measure.machine()
+        assert line.startswith(f"precision: {path} (COURSE_PRECISION={value}; CPU: ") and "AMX " in line
+        text = measure.report([measure.Result("01", "01_zoo.ipynb", 1.0, 0.0)], "fast", line)
+        assert text.splitlines()[2] == line

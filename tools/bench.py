@@ -21,7 +21,7 @@ import time
 import torch
 from torch import nn
 
-from course_utils import data, features, optimizers, settings, train, tutorial, zoo
+from course_utils import data, features, optimizers, precision, settings, train, tutorial, zoo
 
 CPU = torch.device("cpu")
 
@@ -163,9 +163,8 @@ def main():
     settings.seed_everything(0)
     threads = settings.set_threads()
     root = data.course_dataset()
-    dtype = train.autocast_dtype(CPU)
-    print(f"torch {torch.__version__}, {threads} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"course autocast: {dtype or 'float32'}; data: {root}")
+    ran_on = f"course path: {precision.describe(CPU)}; the tutorial's loop: float32"
+    print(f"torch {torch.__version__}, {threads} threads; data: {root}\n{ran_on}")
     print(f"{'workload':70s} {'path':16s} {'s/epoch':>10s} {'img/s':>14s} {'ratio':>7s}")
     rows = []
     for name in args.models:
@@ -177,6 +176,7 @@ def main():
     course = [r for r in rows if r["path"] != "tutorial"]
     worst = min(course, key=lambda r: r["ratio"])
     print(f"smallest ratio: {worst['ratio']:.1f}x ({worst['workload']}, {worst['path']})")
+    print(ran_on)
     for line in overheads:
         print(line)
 

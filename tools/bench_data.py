@@ -135,8 +135,9 @@ def main():
         return
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from course_utils import data
+    from course_utils import data, precision
     source = data.course_dataset()
+    print(f"precision: float32 (train.train_one_epoch is called without autocast); CPU: {precision.cpu_features()}")
     start = time.perf_counter()
     full = generate(source, args.work / f"generated-{max(args.sizes)}", max(args.sizes))
     print(f"generated {max(args.sizes):,} JPEGs from {source} in {args.work} ({time.perf_counter() - start:.0f} s)")

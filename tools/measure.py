@@ -31,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from course_utils import ledger  # noqa: E402
+from course_utils import ledger, precision, settings  # noqa: E402
 
 
 @dataclass
@@ -65,9 +65,14 @@ def minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 60 else f"{seconds:.0f} s ({seconds / 60:.1f} min)"
 
 
-def report(results: list[Result], mode: str) -> str:
+def machine() -> str:
+    """The precision path and the CPU the chapters ran on, in one line (a timing means nothing without it)."""
+    return f"precision: {precision.describe(settings.pick_device())}"
+
+
+def report(results: list[Result], mode: str, ran_on: str = "") -> str:
     """The whole printout: the chapter table, each chapter's ledger, the totals."""
-    out = [f"## Chapters, {mode} mode", "",
+    out = [f"## Chapters, {mode} mode", "", *([ran_on, ""] if ran_on else []),
            "| chapter | seconds | of which exercise solutions | status | slowest cells (index: seconds) | headline numbers |",
            "|---|---|---|---|---|---|"]
     for r in results:
@@ -198,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "fast" if args.fast else "full"
     print(f"{mode} mode, {len(notebooks)} chapter(s), executed copies and ledgers in {run}; "
           f"COURSE_DATA_MIRROR={os.environ.get('COURSE_DATA_MIRROR', '(unset)')}; "
-          f"load {os.getloadavg()[0]:.2f} (1 min)", flush=True)
+          f"load {os.getloadavg()[0]:.2f} (1 min)\n{machine()}", flush=True)
     results = []
     for notebook in notebooks:
         result = run_chapter(notebook, run, args.fast, args.timeout)
@@ -206,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
               + (f": {result.error}" if result.error else ""), flush=True)
         results.append(result)
     print()
-    print(report(results, mode))
+    text = report(results, mode, machine())
+    print(text)
     print(f"\nload after: {os.getloadavg()[0]:.2f} (1 min); ledgers and executed notebooks: {run}")
-    (run / "report.md").write_text(report(results, mode) + "\n")
+    (run / "report.md").write_text(text + "\n")
     return 0 if all(r.status == "ok" for r in results) else 1
 
 

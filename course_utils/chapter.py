@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import data, settings, zoo
+from . import data, precision, settings, zoo
 
 
 @dataclass
@@ -48,6 +48,7 @@ def setup(model: str = "resnet18", batch_size: int = 32, augment: bool = True, s
     settings.set_threads()
     device = settings.pick_device()
     print(settings.describe())
+    print(f"precision: {precision.describe(device)}")
     root = data.course_dataset()
     classes = data.find_classes(root)
     pretrained, preset, name = zoo.load_pretrained(model, num_classes=len(classes))

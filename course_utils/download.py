@@ -131,7 +131,9 @@ def _download_and_unzip(url: str, tmp: Path, data_dir: Path, verbose: bool = Tru
             zf.extractall(tmp)
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError, http.client.HTTPException) as err:
         if certificate_problem(err):
-            raise DataUnavailable(f"Could not download {url}: {certificate_problem(err)}") from err
+            raise DataUnavailable(
+                f"Could not download {url}: {certificate_problem(err)} Or download that zip with a "
+                f"browser and unzip it into {data_dir} (so that {data_dir / NAME}/train exists).") from err
         raise DataUnavailable(
             f"Could not download {url} ({err}). On a machine with internet, download that zip "
             f"and unzip it into {data_dir} (so that {data_dir / NAME}/train "
@@ -156,19 +158,34 @@ def _copy_with_progress(response, out, verbose: bool, block: int = 1 << 16) -> N
         raise ConnectionError(f"the connection closed after {done:,} of {total:,} bytes")
 
 
+# OpenSSL's verification errors (x509_vfy.h) raised only by its strict checks, which Python
+# 3.13 and later turn on by default (ssl.VERIFY_X509_STRICT): a certificate missing or misusing
+# the extensions a conforming authority writes (basic constraints, key usage, key identifiers).
+STRICT_ONLY_ERRORS = range(80, 95)
+
+
 def certificate_problem(err: BaseException) -> str | None:
     """If `err` is a failed TLS certificate check (CERTIFICATE_VERIFY_FAILED, often a macOS
-    Python without its certificates), what happened and how to fix it; else None."""
+    Python without its certificates, or a network that inspects TLS), what happened and how to
+    fix it; else None."""
     reason = getattr(err, "reason", None) if isinstance(err, urllib.error.URLError) else err
     if not (isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(err)):
         return None
+    if getattr(reason, "verify_code", None) in STRICT_ONLY_ERRORS:
+        return (f"this Python rejected a certificate as incomplete (CERTIFICATE_VERIFY_FAILED: "
+                f"{reason.verify_message}). Python 3.13 and later check certificates strictly "
+                "(ssl.VERIFY_X509_STRICT): the certificate authority was found, but its certificates "
+                "lack what a conforming authority writes (basic constraints, key usage, key "
+                "identifiers). Typical of a network that inspects TLS: ask whoever runs it for a "
+                "conforming certificate authority, or use Python 3.11 or 3.12.")
     return ("this Python could not verify the server's certificate (CERTIFICATE_VERIFY_FAILED): "
             "the connection works, but Python has no list of trusted certificate authorities. "
             "On macOS with Python from python.org, run \"Install Certificates.command\" in its folder "
             "under /Applications (e.g. /Applications/Python 3.11/), then restart the kernel. Elsewhere: "
             "`pip install certifi`, then set SSL_CERT_FILE to the path that `python -m certifi` prints "
             "before starting Jupyter. Behind a network that inspects TLS, point SSL_CERT_FILE at "
-            "its certificate authority's file.")
+            "its certificate authority's file, also before starting Jupyter (a running kernel may "
+            "keep the certificates it read first).")
 
 
 def verify(root: Path) -> list[str]:

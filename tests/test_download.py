@@ -7,8 +7,10 @@ import shutil
 import ssl
 import stat
 import subprocess
+import sys
 import threading
 import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -435,36 +437,139 @@ def test_certificate_failure_is_named_with_its_fix():
     for err in (wrapped, wrapped.reason):
         hint = download.certificate_problem(err)
         assert "CERTIFICATE_VERIFY_FAILED" in hint and "Install Certificates.command" in hint
-        assert "certifi" in hint and "SSL_CERT_FILE" in hint
+        assert "certifi" in hint and "SSL_CERT_FILE" in hint and "before starting Jupyter" in hint
     assert download.certificate_problem(urllib.error.URLError(ConnectionRefusedError(111, "refused"))) is None
     assert download.certificate_problem(OSError(28, "No space left on device")) is None
 
 
+# Certificates as a real authority makes them (what Python 3.13's strict checks require): a CA
+# with critical basic constraints, key usage for signing certificates and key identifiers, and a
+# server certificate it signed, for 127.0.0.1 only. "no-key-usage" is the same CA without its key
+# usage, as some TLS-inspecting proxies make theirs.
+_OPENSSL_CONFIG = """\
+[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[no-key-usage]
+basicConstraints = critical, CA:TRUE
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+
+
+def _authority(folder: Path, kind: str) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate, server key) made with openssl in `folder`."""
+    folder.mkdir()
+    config = folder / "openssl.cnf"
+    config.write_text(_OPENSSL_CONFIG)
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, request = folder / "server.pem", folder / "server.key", folder / "server.csr"
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for command in (
+            ["req", "-x509", *new_key, "-days", "2", "-subj", "/CN=Course test CA", "-keyout", ca_key,
+             "-out", ca, "-config", config, "-extensions", kind],
+            ["req", "-new", *new_key, "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", request,
+             "-config", config],
+            ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-days", "2",
+             "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-extfile", config,
+             "-extensions", "server", "-out", cert]):
+        subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)
+    return ca, cert, key
+
+
 @pytest.fixture
 def https_server(small_dataset, tmp_path):
-    """A loopback HTTPS server whose self-signed certificate no trust store knows."""
+    """Starts loopback HTTPS servers: https_server(kind) gives (base URL, the CA's certificate)
+    for a server whose certificate a new test authority of that kind signed (no trust store
+    knows it)."""
     if not shutil.which("openssl"):
-        pytest.skip("openssl is needed to make the test's certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    server, base = _serve(small_dataset, tls)
-    yield base, cert
-    server.shutdown()
-    server.server_close()
+        pytest.skip("openssl is needed to make the test's certificates")
+    servers = []
+
+    def start(kind: str) -> tuple[str, Path]:
+        ca, cert, key = _authority(tmp_path / f"authority-{kind}", kind)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert, key)
+        server, base = _serve(small_dataset, tls)
+        servers.append(server)
+        return base, ca
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
-def test_untrusted_certificate_gets_its_own_message_and_the_fix_works(https_server, tmp_path, monkeypatch):
-    base, cert = https_server
+def _strict_context(ca: Path) -> ssl.SSLContext:
+    """Python's default client context trusting only `ca`, with the strict checks that 3.13 and
+    later make by default (so that 3.11 and 3.12 check the test's certificates the same way)."""
+    context = ssl.create_default_context(cafile=ca)
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    return context
+
+
+def _download_in_a_new_python(url: str, data_dir: Path, ssl_cert_file: Path) -> subprocess.CompletedProcess:
+    """hymenoptera() in a new Python started with SSL_CERT_FILE set, as the advice says (set it,
+    then start Jupyter): since 3.13, a running Python keeps the certificates of its first HTTPS
+    context, so setting the variable inside this test's process proves nothing there."""
+    child = ("import sys; from pathlib import Path; from course_utils import download\n"
+             "download.MANIFEST = Path(sys.argv[3])  # the small data set's, as in this test\n"
+             "try:\n"
+             "    root = download.hymenoptera(data_dir=Path(sys.argv[2]), url=sys.argv[1], verbose=False)\n"
+             "except download.DataUnavailable as err:\n"
+             "    sys.exit(str(err))\n"
+             "print('verified' if download.verify(root) == [] else 'NOT VERIFIED')\n")
+    env = dict(os.environ, SSL_CERT_FILE=str(ssl_cert_file), SSL_CERT_DIR=str(ssl_cert_file.parent))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(download.__file__).parents[1]),
+                                                      env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-c", child, url, str(data_dir), str(download.MANIFEST)],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_untrusted_certificate_gets_its_own_message_and_the_fix_works(https_server, small_dataset, tmp_path):
+    base, ca = https_server("ca")
     data_dir = tmp_path / "data"
     with pytest.raises(download.DataUnavailable) as err:
         download.hymenoptera(data_dir=data_dir, url=f"{base}/ok.zip", verbose=False)
     message = str(err.value)
     assert "CERTIFICATE_VERIFY_FAILED" in message and "Install Certificates.command" in message
-    assert "internet" not in message.lower().replace("on a machine with internet", "")
+    assert "SSL_CERT_FILE" in message and f"unzip it into {data_dir}" in message
+    assert "internet" not in message.lower()  # the network works: no "no internet" advice
     assert_nothing_installed(data_dir)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the advice: point SSL_CERT_FILE at trusted certificates
-    assert download.verify(download.hymenoptera(data_dir=data_dir, url=f"{base}/ok.zip", verbose=False)) == []
+    # the certificates meet the strict checks of Python 3.13 and later, on this Python too
+    with urllib.request.urlopen(f"{base}/ok.zip", context=_strict_context(ca)) as response:
+        assert response.read() == small_dataset
+    # ... the advice: SSL_CERT_FILE pointing at the network's authority, then start Python
+    done = _download_in_a_new_python(f"{base}/ok.zip", data_dir, ca)
+    assert done.returncode == 0 and done.stdout.strip() == "verified", done.stderr
+
+
+def test_authority_without_key_usage_is_named_on_strict_pythons(https_server, tmp_path):
+    """A TLS-inspecting proxy whose authority lacks key usage: pointing SSL_CERT_FILE at it works
+    up to Python 3.12, and from 3.13 on is refused; the message then says why and what to do."""
+    base, ca = https_server("no-key-usage")
+    with pytest.raises(urllib.error.URLError) as refused:
+        urllib.request.urlopen(f"{base}/ok.zip", context=_strict_context(ca))
+    hint = download.certificate_problem(refused.value)
+    assert "CA cert does not include key usage extension" in hint, hint
+    assert "VERIFY_X509_STRICT" in hint and "Python 3.11 or 3.12" in hint
+    assert "Install Certificates.command" not in hint  # the certificates were found: not that advice
+    data_dir = tmp_path / "data"
+    done = _download_in_a_new_python(f"{base}/ok.zip", data_dir, ca)
+    if ssl.create_default_context().verify_flags & ssl.VERIFY_X509_STRICT:  # 3.13 and later
+        assert done.returncode == 1 and "CA cert does not include key usage extension" in done.stderr
+        assert f"unzip it into {data_dir}" in done.stderr, done.stderr
+        assert_nothing_installed(data_dir)
+    else:
+        assert done.returncode == 0 and done.stdout.strip() == "verified", done.stderr

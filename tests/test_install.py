@@ -1,6 +1,7 @@
 """`make`'s install step, run for real with stand-in interpreters (no download): the Python
 version is checked before anything is created, and a half-made environment is never reused."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,9 +87,22 @@ def _install_commands(*args) -> list[str]:
 
 def test_default_install_uses_the_constraints_and_shows_progress():
     commands = _install_commands()
-    assert any('pip install -c constraints.txt -e ".[lab,test,instructor]"' in c for c in commands)
+    assert any('pip install -c constraints.txt -e ".[lab]"' in c for c in commands)
     assert not any("--quiet" in c or " -q " in c for c in commands), "the big install must show progress"
     assert not any("download.pytorch.org" in c for c in commands)
+
+
+@pytest.mark.parametrize("target, extras", [("lab", ["lab"]), ("student", ["lab"]),
+                                            ("test", ["lab", "test", "instructor"]),
+                                            ("nbgrader", ["lab", "test", "instructor"]),
+                                            ("book", ["lab", "book"]), ("browser-test", ["lab", "browser"])])
+def test_each_command_installs_the_extras_it_needs(target, extras):
+    """`make lab` installs the course and JupyterLab only (no pytest, nbval or nbgrader in a
+    student's JupyterLab); the other commands add their extras the first time they run."""
+    result = make("-n", "-B", "VENV=/nonexistent/venv", target)
+    assert result.returncode == 0, result.stderr
+    installed = re.findall(r'pip install -c constraints\.txt -e "\.\[([a-z,]+)\]"', result.stdout)
+    assert sorted(e for group in installed for e in group.split(",")) == sorted(extras), result.stdout
 
 
 def test_torch_cpu_is_one_switch():

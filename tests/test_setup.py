@@ -101,12 +101,17 @@ def test_test_and_server_tools_are_extras_not_dependencies():
     assert "nbgrader" in {canonical(Requirement(t).name) for t in extras["instructor"]}
 
 
+# Extras a command installs the first time it runs (`make lab` installs only `lab`).
+ON_FIRST_USE = {"test": "test", "instructor": "nbgrader", "book": "book", "browser": "browser-test"}
+
+
 def test_make_installs_with_the_constraints_and_every_extra():
     makefile = (ROOT / "Makefile").read_text()
     extras = re.search(r"^EXTRAS\s*:?=\s*(\S+)", makefile, re.M)[1].split(",")
-    # every extra but `browser`, which only the browser test installs (make browser-test)
-    assert sorted(extras + ["browser"]) == sorted(pyproject()["optional-dependencies"])
+    assert extras == ["lab"], "a student's environment is the course and JupyterLab"
+    assert sorted(extras + list(ON_FIRST_USE)) == sorted(pyproject()["optional-dependencies"])
     assert re.search(r"pip install -c constraints\.txt -e \"\.\[\$\(EXTRAS\)\]\"", makefile)
+    assert re.search(r"pip install -c constraints\.txt -e \"\.\[\$\*\]\"", makefile)
     assert re.search(r"pip install -c constraints\.txt -e \"\.\[browser\]\"", makefile)
 
 
@@ -131,9 +136,11 @@ def test_python_version_is_311_everywhere():
 
 def test_installed_versions_match_pins():
     """The environment the tests run in is the one the course pins (local labels like +cpu aside).
-    The `browser` extra (Playwright) is installed only by `make browser-test`, after `make test`."""
+    The `browser` extra (Playwright) is installed only by `make browser-test` and the `book` extra
+    (Sphinx) only by `make book`, both after `make test`: theirs may be missing."""
     from packaging.requirements import Requirement
-    browser_only = {canonical(Requirement(t).name) for t in pyproject()["optional-dependencies"]["browser"]}
+    extras = pyproject()["optional-dependencies"]
+    browser_only = {canonical(Requirement(t).name) for t in extras["browser"] + extras["book"]}
     wrong = {}
     for pin in constraint_pins():
         name, version = split_pin(pin)

@@ -64,3 +64,27 @@ def test_passed_prints_correct(capsys):
 
 def test_errors_are_assertion_errors_for_nbgrader():
     assert issubclass(ExerciseError, AssertionError) and issubclass(NotDone, ExerciseError)
+
+
+def test_known_mistake_gives_the_first_matching_feedback():
+    mistakes = [(0.5, "half"), (2.0, "double"), (0.5000001, "also half")]
+    assert harness.known_mistake(0.5, mistakes) == "half"
+    assert harness.known_mistake(2.0 + 1e-7, mistakes) == "double"
+    assert harness.known_mistake(1.0, mistakes) == ""
+
+
+def test_known_mistake_uses_the_given_comparison():
+    relative = lambda got, wrong: abs(got - wrong) <= 1e-3 * abs(wrong)  # noqa: E731
+    assert harness.known_mistake(1000.5, [(1000.0, "close enough")], same=relative) == "close enough"
+    assert harness.known_mistake(1000.5, [(1000.0, "close enough")]) == ""
+    assert harness.known_mistake(3, [(3.5, "near")], tolerance=0.5) == "near"
+
+
+@pytest.mark.parametrize("a, b, n, images, same", [
+    (0.80, 0.81, 100, 1.5, True),     # one image apart
+    (0.80, 0.82, 100, 1.5, False),    # two images apart
+    (0.80, 0.82, 100, 2.5, True),
+    (0.5, 0.5 + 1.5 / 40, 40, 1.5, True),
+])
+def test_same_accuracy_counts_images(a, b, n, images, same):
+    assert harness.same_accuracy(a, b, n, images) is same and harness.same_accuracy(b, a, n, images) is same

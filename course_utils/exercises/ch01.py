@@ -1,6 +1,9 @@
 """Exercise checks of chapter 01 model zoo."""
 from __future__ import annotations
 
+import difflib
+import math
+
 from . import harness
 from .harness import ExerciseError, answer, number, passed, require
 
@@ -12,12 +15,10 @@ def check_01_small_model(answer, catalogue, max_gflops: float = 1.0, max_params_
              f"`small_model` should be a model's name (a string from the catalogue's index, e.g. "
              f"'resnet18'), not a {type(answer).__name__}.")
     if answer not in catalogue.index:
-        import difflib
         close = difflib.get_close_matches(answer, list(catalogue.index), n=3, cutoff=0.5)
         raise ExerciseError(f"Not yet: {answer!r} is not in the catalogue."
                             + (f" Did you mean {', '.join(close)}?" if close else "")
                             + " Use a name from `catalogue.index`.")
-    import math
     row = catalogue.loc[answer]
     require(not math.isnan(row["gflops"]),
              f"The catalogue has no GFLOPs for {answer} ({row['source']}), so it cannot be shown to "

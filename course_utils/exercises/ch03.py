@@ -4,9 +4,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import shutil
+import tempfile
 from pathlib import Path
 
-from .harness import ExerciseError, answer, number, passed, require
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .. import data, settings, train, zoo
+from .harness import ExerciseError, answer, number, passed, require, same_accuracy
 
 
 def _fraction(value, what: str) -> float:
@@ -19,8 +28,6 @@ def exercise_folder(kind: str, source, per_class: int | None) -> Path:
     """An empty folder for files an exercise writes, keyed by what produces them: the exercise
     (`kind`), the source dataset (its name and a hash of its full path) and the mode (`per_class`).
     Whatever an earlier run left there is deleted, so nothing leaks between runs or datasets."""
-    from .. import settings
-
     source = Path(source).expanduser().resolve()
     key = f"{source.name}-{hashlib.sha1(str(source).encode()).hexdigest()[:8]}-{per_class or 'all'}"
     folder = settings.data_dir() / "exercises" / kind / key
@@ -36,13 +43,8 @@ def digits_dataset(train_per_class: int = 20, val_per_class: int = 10, seed: int
     renamed into place when complete: a later call, or another kernel, reuses it and never sees a
     half-written copy. The folder is keyed by the sizes and seed and named for what it holds (its
     name is what the checks print)."""
-    import tempfile
-
-    import numpy as np
-    from PIL import Image
+    # imported here: scikit-learn takes 1-2 s to import (1.7 s on a 2-core machine), for this dataset only
     from sklearn.datasets import load_digits
-
-    from .. import settings
 
     keyed = settings.data_dir() / "exercises" / "digits" / f"{train_per_class}+{val_per_class}-seed{seed}"
     root = keyed / "digits (scikit-learn)"
@@ -73,16 +75,9 @@ def digits_dataset(train_per_class: int = 20, val_per_class: int = 10, seed: int
 
 # --- Practice 03.a: feature extraction by hand ---------------------------------------------------
 
-def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, measured: dict) -> None:
-    """`my_model`: the chapter's model with its base frozen by hand and its head trained;
-    `my_result`: {"accuracy", "seconds", "trainable"} for it. `pretrained` is the chapter's frozen,
-    untrained model (same architecture); `measured` maps the chapter's runs to the same three numbers
-    and must hold the rows "plain ..." (base re-run every epoch) and "cached ..." (features once)."""
-    import torch
-    from torch import nn
-
-    from .. import train, zoo
-
+def _frozen_by_hand(my_model, pretrained):
+    """Set-up: `my_model` is the chapter's architecture, base frozen and untouched, its head trained.
+    Returns the head's name and layer and the (trainable, total) parameter counts."""
     answer(my_model, "my_model")
     require(isinstance(my_model, nn.Module),
             f"`my_model` should be a model (an nn.Module), not a {type(my_model).__name__}.")
@@ -96,9 +91,9 @@ def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, mea
     if in_base:
         where = ("all of them" if trainable == total else
                  f"{sum(my_model.get_parameter(n).numel() for n in in_base):,} in the base, e.g. {in_base[0]}")
-        raise ExerciseError(f"Not yet: your frozen model still has {trainable:,} trainable parameters ({where}): did "
-                            f"you set requires_grad = False on the base? Loop over my_model.parameters() first, then "
-                            f"turn the head's back on.")
+        require(False, f"your frozen model still has {trainable:,} trainable parameters ({where}): did "
+                       f"you set requires_grad = False on the base? Loop over my_model.parameters() first, then "
+                       f"turn the head's back on.")
     require(all(p.requires_grad for p in head.parameters()),
             f"The head {head_name} is frozen too ({trainable:,} trainable parameters): nothing can learn. "
             f"After freezing everything, set requires_grad = True on zoo.head(my_model).layer's parameters.")
@@ -108,20 +103,19 @@ def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, mea
             continue
         if "running_" in key:
             change = (value.cpu().float() - reference[key].cpu().float()).abs().max().item()
-            raise ExerciseError(f"Not yet: the base's BatchNorm statistics changed ({key} moved by up to "
-                                f"{change:.3g}): the base ran in train mode while the head trained (section 3). "
-                                f"Train with train.fit or on features.feature_loaders, which keep them fixed.")
-        raise ExerciseError(f"Not yet: the base's weights changed ({key}): it was trained. Freeze the base before "
-                            f"building the optimizer and training.")
+            require(False, f"the base's BatchNorm statistics changed ({key} moved by up to "
+                           f"{change:.3g}): the base ran in train mode while the head trained (section 3). "
+                           f"Train with train.fit or on features.feature_loaders, which keep them fixed.")
+        require(False, f"the base's weights changed ({key}): it was trained. Freeze the base before "
+                       f"building the optimizer and training.")
     require(not torch.equal(head.weight.detach().cpu(), zoo.head(pretrained).layer.weight.detach().cpu()),
             "Your head still has the weights it was created with: train it (train.fit on the head "
             "and your feature loaders).")
+    return head_name, head, trainable, total
 
-    answer(my_result, "my_result")
-    require(isinstance(my_result, dict) and {"accuracy", "seconds", "trainable"} <= set(my_result),
-            "`my_result` should be a dict with the keys 'accuracy', 'seconds' and 'trainable'.")
-    for key in ("accuracy", "seconds", "trainable"):
-        answer(my_result[key], f"my_result['{key}']")
+
+def _trainable_count(my_result, head, trainable: int, total: int) -> float:
+    """Numbers: my_result['trainable'] is the head's weights and biases, nothing else."""
     count = number(my_result["trainable"], "my_result['trainable']", "a count of parameters")
     weights = head.weight.numel()
     require(count != total, f"my_result['trainable'] is {count:,.0f}: every parameter of the model. Count only "
@@ -131,13 +125,11 @@ def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, mea
     require(count == trainable, f"my_result['trainable'] is {count:,.0f}; your model has {trainable:,} trainable "
                                 f"parameters (the head: {head.in_features} x {head.out_features} weights + "
                                 f"{head.out_features} biases).")
-    accuracy = _fraction(my_result["accuracy"], "my_result['accuracy']")
-    actual = train.accuracy(my_model, val_loader)
-    n = len(val_loader.dataset)
-    require(abs(accuracy - actual) <= 1.5 / n,
-            f"my_result['accuracy'] is {accuracy:.3f}, but your model classifies {actual:.3f} of the {n} validation "
-            f"images correctly. Use the best validation accuracy of the run (history.best_val_acc): train.fit "
-            f"leaves the model with that epoch's weights.")
+    return count
+
+
+def _timed_seconds(my_result, measured: dict) -> tuple[float, float, float]:
+    """Numbers: my_result['seconds'] is plausible against the chapter's runs; (seconds, plain, cached)."""
     seconds = number(my_result["seconds"], "my_result['seconds']", "seconds, from time.perf_counter()")
     plain = min(r["seconds"] for k, r in measured.items() if k.startswith("plain"))
     cached = min(r["seconds"] for k, r in measured.items() if k.startswith("cached"))
@@ -153,8 +145,32 @@ def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, mea
             f"the model to the end of training, feature extraction included.")
     require(seconds <= high,
             f"my_result['seconds'] is {seconds:.1f} s, more than 10x the chapter's slowest comparable run "
-            f"({max(plain, cached):.1f} s) plus 10 s for loading the model. Did you time something else too (e.g. with the clock started in an "
-            f"earlier cell), or train the whole model on images instead of the head on cached features?")
+            f"({max(plain, cached):.1f} s) plus 10 s for loading the model. Did you time something else too (e.g. "
+            f"with the clock started in an earlier cell), or train the whole model on images instead of the head "
+            f"on cached features?")
+    return seconds, plain, cached
+
+
+def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, measured: dict) -> None:
+    """`my_model`: the chapter's model with its base frozen by hand and its head trained;
+    `my_result`: {"accuracy", "seconds", "trainable"} for it. `pretrained` is the chapter's frozen,
+    untrained model (same architecture); `measured` maps the chapter's runs to the same three numbers
+    and must hold the rows "plain ..." (base re-run every epoch) and "cached ..." (features once)."""
+    head_name, head, trainable, total = _frozen_by_hand(my_model, pretrained)
+    answer(my_result, "my_result")
+    require(isinstance(my_result, dict) and {"accuracy", "seconds", "trainable"} <= set(my_result),
+            "`my_result` should be a dict with the keys 'accuracy', 'seconds' and 'trainable'.")
+    for key in ("accuracy", "seconds", "trainable"):
+        answer(my_result[key], f"my_result['{key}']")
+    count = _trainable_count(my_result, head, trainable, total)
+    accuracy = _fraction(my_result["accuracy"], "my_result['accuracy']")
+    actual = train.accuracy(my_model, val_loader)
+    n = len(val_loader.dataset)
+    require(same_accuracy(accuracy, actual, n),
+            f"my_result['accuracy'] is {accuracy:.3f}, but your model classifies {actual:.3f} of the {n} validation "
+            f"images correctly. Use the best validation accuracy of the run (history.best_val_acc): train.fit "
+            f"leaves the model with that epoch's weights.")
+    seconds, plain, cached = _timed_seconds(my_result, measured)
     best = max(row["accuracy"] for row in measured.values())
     require(actual >= best - 0.1,
             f"Your head reaches {actual:.3f}, well below the chapter's runs (up to {best:.3f}). Did it train "
@@ -171,12 +187,6 @@ def check_03_feature_extraction(my_model, my_result, val_loader, pretrained, mea
 
 def _probe(x, y, val_x, val_y, per_class: int, lr: float, momentum: float, epochs: int, seed: int) -> float:
     """Best validation accuracy of a fresh Linear head trained on the first `per_class` rows of each class."""
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from .. import train
-
     classes = int(max(y.max(), val_y.max())) + 1
     rows = torch.cat([(y == c).nonzero().flatten()[:per_class] for c in range(classes)])
     torch.manual_seed(seed)
@@ -193,8 +203,6 @@ def check_03_images_per_class(shots, feature_loaders: dict, lr: float, momentum:
                               seeds: int = 3) -> None:
     """`shots` maps n (5, 10, 20) to the best validation accuracy of a fresh Linear head trained on the
     first n cached training features of each class. Compared with heads trained here the same way."""
-    import torch
-
     answer(shots, "shots")
     require(isinstance(shots, dict) and set(shots) == {5, 10, 20},
             f"`shots` should be a dict {{5: accuracy, 10: accuracy, 20: accuracy}}, not "
@@ -230,28 +238,11 @@ def check_03_images_per_class(shots, feature_loaders: dict, lr: float, momentum:
 # --- Practice 03.c: upright or upside down --------------------------------------------------------
 
 def _small(path, size: int = 24):
-    import torch.nn.functional as F
-
-    from .. import data
     return F.interpolate(data.decode(Path(path), size).float()[None], size=(size, size), mode="area")[0]
 
 
-def check_03_custom_dataset(root, source, model, history, preset, device=None) -> None:
-    """The student's upright / upside-down ImageFolder at `root`, made from the ImageFolder `source`,
-    and the model trained on it: the layout the course reads, balanced classes that do NOT encode the
-    source's classes, photos really rotated by 180 degrees, no photo in two places, and an accuracy
-    that `model` really reaches on root/val, above a coin toss."""
-    from .. import data, train
-    answer(model, "upright_model")
-    answer(history, "upright_history")
-    root, source = Path(root), Path(source)
-    try:
-        classes = data.find_classes(root)
-    except data.DatasetError as err:
-        raise ExerciseError(f"Not yet: the course cannot read your dataset yet: {err}") from None
-    require(classes == ["upright", "upside_down"],
-            f"{root}/train has the class folders {classes}; it should have exactly 'upright' and 'upside_down'.")
-    source_classes = data.find_classes(source)
+def _balanced_splits(root: Path, classes) -> dict:
+    """Set-up: each split balanced, no photo in both classes or both splits; {split: photo stems}."""
     stems = {}
     for split in ("train", "val"):
         items, _ = data.scan_split(root, split, classes)
@@ -266,6 +257,12 @@ def check_03_custom_dataset(root, source, model, history, preset, device=None) -
     both = stems["train"] & stems["val"]
     require(not both, f"The photo(s) {sorted(both)[:3]} are in train/ and in val/: keep each photo in the split it "
                       f"came from, or validation measures memory, not transfer.")
+    return stems
+
+
+def _rotated_from_source(root: Path, source: Path, classes, source_classes, stems: dict) -> None:
+    """Set-up: every photo comes from the same split of `source`, each source class on both sides,
+    upside-down photos rotated by 180 degrees and upright ones unchanged."""
     for split in ("train", "val"):
         items, _ = data.scan_split(root, split, classes)
         origin = {p.stem: (p, label) for p, label in data.scan_split(source, split, source_classes)[0]}
@@ -292,10 +289,28 @@ def check_03_custom_dataset(root, source, model, history, preset, device=None) -
             else:
                 require(as_is < min(rotated, mirrored), f"{split}/upright/{p.name} is not its source photo as it "
                                                         f"was: keep the upright photos unchanged.")
+
+
+def check_03_custom_dataset(root, source, model, history, preset, device=None) -> None:
+    """The student's upright / upside-down ImageFolder at `root`, made from the ImageFolder `source`,
+    and the model trained on it: the layout the course reads, balanced classes that do NOT encode the
+    source's classes, photos really rotated by 180 degrees, no photo in two places, and an accuracy
+    that `model` really reaches on root/val, above a coin toss."""
+    answer(model, "upright_model")
+    answer(history, "upright_history")
+    root, source = Path(root), Path(source)
+    try:
+        classes = data.find_classes(root)
+    except data.DatasetError as err:
+        raise ExerciseError(f"Not yet: the course cannot read your dataset yet: {err}") from None
+    require(classes == ["upright", "upside_down"],
+            f"{root}/train has the class folders {classes}; it should have exactly 'upright' and 'upside_down'.")
+    source_classes = data.find_classes(source)
+    _rotated_from_source(root, source, classes, source_classes, _balanced_splits(root, classes))
     val = data.image_loaders(root, preset, batch_size=32, augment=False, device=device)["val"]
     acc = train.accuracy(model, val, device)
     n = len(val.dataset)
-    require(abs(acc - history.best_val_acc) <= 1.5 / n,
+    require(same_accuracy(acc, history.best_val_acc, n),
             f"`upright_model` scores {acc:.3f} on {root}/val but its history says {history.best_val_acc:.3f}: train "
             f"the head of that same model, on features of {root} (not of the ants and bees dataset).")
     # A coin toss gets 0.5 with a standard error of sqrt(0.25 / n): ask for two of them above it.
@@ -316,7 +331,6 @@ def check_03_custom_dataset(root, source, model, history, preset, device=None) -
 @functools.lru_cache(maxsize=8)
 def _architecture(name: str, num_classes: int) -> dict:
     """{parameter or buffer name: shape} of `name` with a `num_classes` head (shapes only: immutable)."""
-    from .. import zoo
     return {k: tuple(v.shape) for k, v in zoo.load_untrained(name, num_classes).state_dict().items()}
 
 
@@ -325,9 +339,39 @@ def _imagenet_state(name: str) -> dict:
     """`name`'s ImageNet weights and buffers, loaded once per process (loading is the slow part of the
     check). Private copies: no model shares them and the check only reads them, so nothing a student's
     model does can change the reference."""
-    from .. import zoo
     return {k: v.detach().cpu().clone()
             for k, v in zoo.load_pretrained(name, fallback=None, verbose=False).model.state_dict().items()}
+
+
+def _ex4_run(name: str, model, history, dataset: Path, classes, per_class, device):
+    """Numbers: one run is a pretrained `name` with a head for `dataset`, its base the ImageNet one, its
+    history's accuracy the one it reaches. Returns (accuracy, validation loader)."""
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    require(shapes == _architecture(name, len(classes)),
+            f"the model stored under {name!r} is not a {name} with a {len(classes)}-class head "
+            f"(its layers differ). Key each run by the name zoo.load_pretrained *returned*: without "
+            f"weights for a torchvision model it loads a fall-back, and the table must say which model "
+            f"produced each number. Also check the head: one output per class of {dataset.name} "
+            f"({len(classes)}).")
+    head_name = zoo.head(model).name
+    reference = _imagenet_state(name)
+    changed = [k for k, v in model.state_dict().items()
+               if not k.startswith(head_name + ".") and not torch.equal(v.cpu(), reference[k])]
+    require(not changed, f"{name}'s base is not the ImageNet one ({changed[0] if changed else ''} changed): the "
+                         f"exercise compares pretrained models as frozen feature extractors. Freeze the base "
+                         f"(zoo.freeze) and train only the head, on cached features.")
+    preset = zoo.preset(name)
+    preset = preset.scaled(settings.image_size(preset.crop))
+    val = data.image_loaders(dataset, preset, batch_size=32, per_class=per_class, augment=False,
+                             device=device)["val"]
+    acc = train.accuracy(model, val, device)
+    n = len(val.dataset)
+    claimed = getattr(history, "best_val_acc", None)
+    require(claimed is not None and same_accuracy(acc, claimed, n),
+            f"{name} classifies {acc:.3f} of the {n} validation images of {dataset.name}, but its "
+            f"history says {claimed}. Store each model with the history of its own run, trained on "
+            f"this dataset.")
+    return acc, val
 
 
 def check_exercise_4(runs, best, dataset, per_class=None, device=None) -> None:
@@ -336,10 +380,6 @@ def check_exercise_4(runs, best, dataset, per_class=None, device=None) -> None:
     accuracy. Verified on the real images: at least two different pretrained architectures, each
     one what its name says, its base the ImageNet one, its head trained for `dataset`'s classes,
     the accuracy its history claims, and `best` the best of them, clearly above always-one-class."""
-    import torch
-
-    from .. import data, settings, train, zoo
-
     answer(runs, "ex4_runs")
     answer(best, "ex4_best")
     require(isinstance(runs, dict) and all(isinstance(v, tuple) and len(v) == 2 for v in runs.values()),
@@ -350,36 +390,12 @@ def check_exercise_4(runs, best, dataset, per_class=None, device=None) -> None:
     require(len(runs) >= 2, f"`ex4_runs` holds {len(runs)} model: the exercise compares several pretrained models. "
                             f"Add the other offline ones (efficientnet_lite1, efficientnet_lite2) and any "
                             f"torchvision model whose weights are present.")
-    classes = data.find_classes(Path(dataset))
+    dataset = Path(dataset)
+    classes = data.find_classes(dataset)
     rows = {}
     for name, (model, history) in runs.items():
-        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        expected = _architecture(name, len(classes))
-        require(shapes == expected,
-                f"the model stored under {name!r} is not a {name} with a {len(classes)}-class head "
-                f"(its layers differ). Key each run by the name zoo.load_pretrained *returned*: without "
-                f"weights for a torchvision model it loads a fall-back, and the table must say which model "
-                f"produced each number. Also check the head: one output per class of {Path(dataset).name} "
-                f"({len(classes)}).")
-        head_name = zoo.head(model).name
-        reference = _imagenet_state(name)
-        changed = [k for k, v in model.state_dict().items()
-                   if not k.startswith(head_name + ".") and not torch.equal(v.cpu(), reference[k])]
-        require(not changed, f"{name}'s base is not the ImageNet one ({changed[0] if changed else ''} changed): the exercise compares "
-                             f"pretrained models as frozen feature extractors. Freeze the base (zoo.freeze) and "
-                             f"train only the head, on cached features.")
-        preset = zoo.preset(name)
-        preset = preset.scaled(settings.image_size(preset.crop))
-        val = data.image_loaders(Path(dataset), preset, batch_size=32, per_class=per_class, augment=False,
-                                 device=device)["val"]
-        acc = train.accuracy(model, val, device)
-        n = len(val.dataset)
-        claimed = getattr(history, "best_val_acc", None)
-        require(claimed is not None and abs(acc - claimed) <= 1.5 / n,
-                f"{name} classifies {acc:.3f} of the {n} validation images of {Path(dataset).name}, but its "
-                f"history says {claimed}. Store each model with the history of its own run, trained on "
-                f"this dataset.")
-        rows[name] = acc
+        rows[name], val = _ex4_run(name, model, history, dataset, classes, per_class, device)
+    n = len(val.dataset)
     labels = torch.tensor(val.dataset.labels)
     majority = torch.bincount(labels).max().item() / len(labels)
     require(best in rows, f"`ex4_best` is {best!r}, which is not one of your runs ({', '.join(rows)}).")
@@ -391,5 +407,5 @@ def check_exercise_4(runs, best, dataset, per_class=None, device=None) -> None:
             f"the best model reaches {top:.3f}, within two standard errors of always answering the most common "
             f"class ({majority:.3f}): did the heads train (HEAD_EPOCHS, the chapter's learning rate)?")
     table = "\n".join(f"  {name:22} {acc:.3f}" for name, acc in sorted(rows.items(), key=lambda r: -r[1]))
-    passed(f"{len(rows)} pretrained models, frozen, heads trained on {Path(dataset).name} ({len(classes)} classes, "
+    passed(f"{len(rows)} pretrained models, frozen, heads trained on {dataset.name} ({len(classes)} classes, "
            f"{n} validation images; always one class: {majority:.3f}); best: {best}.\n{table}")

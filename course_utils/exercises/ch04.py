@@ -11,7 +11,12 @@ from __future__ import annotations
 import copy
 import inspect
 
-from .harness import ExerciseError, answer, call, number, passed, require
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from .. import settings, train, zoo
+from .harness import ExerciseError, answer, call, number, passed, require, same_accuracy
 
 EXERCISE_1_EPOCHS = (10, 3)        # the chapter's 10 epochs each (full mode), fast mode's
 EXERCISE_5_EPOCHS = ((3, 3, 3), (1, 1, 1))  # head; + the last block; everything (full mode), fast mode's
@@ -19,18 +24,15 @@ EXERCISE_5_EPOCHS = ((3, 3, 3), (1, 1, 1))  # head; + the last block; everything
 
 def exercise_1_epochs() -> int:
     """Epochs per approach in exercise 1: the chapter's 10 (fast mode: fewer)."""
-    from .. import settings
     return settings.epochs(*EXERCISE_1_EPOCHS)
 
 
 def exercise_5_epochs() -> tuple[int, int, int]:
     """Epochs per phase in exercise 5: the chapter's 3 + 3 + 3 (fast mode: fewer)."""
-    from .. import settings
     return tuple(settings.epochs(full, fast) for full, fast in zip(*EXERCISE_5_EPOCHS))
 
 
 def _history(value, name: str, epochs: int):
-    from .. import train
     require(isinstance(value, train.History) and value.epochs,
             f"`{name}` should be the History that `train.fit` returned, with its epochs "
             f"(got {type(value).__name__}).")
@@ -42,10 +44,11 @@ def _history(value, name: str, epochs: int):
 
 
 def _model_accuracy(model, history, name: str, loader) -> float:
-    from .. import train
     n = len(loader.dataset)
     acc = train.accuracy(model, loader)
-    require(abs(acc - history.best_val_acc) <= 2.5 / n,
+    # two images and a half: the allowance this check was written with (commit f13f3d3), wider than the
+    # other checks' 1.5, for whole models re-evaluated after training
+    require(same_accuracy(acc, history.best_val_acc, n, images=2.5),
             f"`{name}` gets {acc:.3f} on the {n} validation images, but its history says "
             f"{history.best_val_acc:.3f}.", hint="report the history of the model you trained (train the "
             "model's own head, `zoo.head(model).layer`, not a new layer or a copy).")
@@ -54,7 +57,6 @@ def _model_accuracy(model, history, name: str, loader) -> float:
 
 def _augments(loader) -> bool:
     """Whether the loader's training transform is random: the same image twice gives two inputs."""
-    import torch
     dataset = loader.dataset
     transform, images = getattr(dataset, "transform", None), getattr(dataset, "images", None)
     if transform is None or images is None:
@@ -64,24 +66,8 @@ def _augments(loader) -> bool:
     return any(not torch.equal(a, transform(images[i])) for i, a in enumerate(first))
 
 
-def check_exercise_1(fe_model, fe_features, fe_history, fe_seconds, ft_model, ft_history, ft_seconds,
-                     loaders) -> None:
-    """The chapter's exercise 1: feature extraction and fine-tuning, the chapter's 10 epochs each,
-    on the same augmented images (`loaders`). Feature extraction trains the head of `fe_model` on
-    cached features (`fe_features`: one augmented view of every training image per epoch, as many
-    drawn per epoch as there are training images); fine-tuning trains all of `ft_model`."""
-    import torch
-
-    from .. import zoo
-
-    for value, name in ((fe_model, "fe_model"), (fe_features, "fe_features"), (fe_history, "fe_history"),
-                        (fe_seconds, "fe_seconds"), (ft_model, "ft_model"), (ft_history, "ft_history"),
-                        (ft_seconds, "ft_seconds")):
-        answer(value, name)
-    fe_seconds, ft_seconds = number(fe_seconds, "fe_seconds", "seconds"), number(ft_seconds, "ft_seconds", "seconds")
-    epochs = exercise_1_epochs()
-
-    # trainable parameters, from the real models
+def _ex1_parameters(fe_model, ft_model):
+    """Set-up: two copies of one model, only the head trainable in `fe_model`, all of `ft_model`."""
     fe_count, ft_count = zoo.count_parameters(fe_model), zoo.count_parameters(ft_model)
     head = zoo.count_parameters(zoo.head(fe_model).layer).total
     require(fe_count.total == ft_count.total,
@@ -93,8 +79,12 @@ def check_exercise_1(fe_model, fe_features, fe_history, fe_seconds, ft_model, ft
     require(ft_count.trainable == ft_count.total,
             f"`ft_model` has {ft_count.trainable:,} trainable parameters of {ft_count.total:,}; fine-tuning "
             f"trains all of them.", hint="`zoo.unfreeze(ft_model)`, and give the optimizer all its parameters.")
+    return fe_count, ft_count
 
-    # the same augmented images for both, the features cached once, as many samples per epoch
+
+def _ex1_features(fe_features, fe_model, loaders, epochs: int) -> int:
+    """Set-up: the same augmented images for both, the features cached once (one view per epoch), as
+    many samples per epoch. Returns the number of cached views."""
     n_train = len(loaders["train"].dataset)
     require(_augments(loaders["train"]),
             "`loaders['train']` gives every training image the same input at every epoch (no augmentation).",
@@ -125,10 +115,11 @@ def check_exercise_1(fe_model, fe_features, fe_history, fe_seconds, ft_model, ft
     n_val = len(loaders["val"].dataset)
     require(len(fe_features["val"].dataset) == n_val,
             f"`fe_features['val']` has {len(fe_features['val'].dataset)} samples, the validation set {n_val}.")
+    return views
 
-    # epochs and measured seconds
-    _history(fe_history, "fe_history", epochs)
-    _history(ft_history, "ft_history", epochs)
+
+def _ex1_seconds(fe_history, ft_history, fe_seconds: float, ft_seconds: float) -> None:
+    """Numbers: the seconds reported are those measured around each approach."""
     require(ft_history.seconds <= ft_seconds <= 1.25 * ft_history.seconds + 5,
             f"`ft_seconds` = {ft_seconds:.1f} s, but fine-tuning's epochs took {ft_history.seconds:.1f} s: "
             f"the time you report should be the time measured around `train.fit`.",
@@ -141,7 +132,26 @@ def check_exercise_1(fe_model, fe_features, fe_history, fe_seconds, ft_model, ft
             hint="time everything feature extraction costs, from computing the features to the end of "
                  "`train.fit`, with `time.perf_counter()`.")
 
-    # accuracies, from the models themselves
+
+def check_exercise_1(fe_model, fe_features, fe_history, fe_seconds, ft_model, ft_history, ft_seconds,
+                     loaders) -> None:
+    """The chapter's exercise 1: feature extraction and fine-tuning, the chapter's 10 epochs each,
+    on the same augmented images (`loaders`). Feature extraction trains the head of `fe_model` on
+    cached features (`fe_features`: one augmented view of every training image per epoch, as many
+    drawn per epoch as there are training images); fine-tuning trains all of `ft_model`."""
+    for value, name in ((fe_model, "fe_model"), (fe_features, "fe_features"), (fe_history, "fe_history"),
+                        (fe_seconds, "fe_seconds"), (ft_model, "ft_model"), (ft_history, "ft_history"),
+                        (ft_seconds, "ft_seconds")):
+        answer(value, name)
+    fe_seconds, ft_seconds = number(fe_seconds, "fe_seconds", "seconds"), number(ft_seconds, "ft_seconds", "seconds")
+    epochs = exercise_1_epochs()
+    fe_count, ft_count = _ex1_parameters(fe_model, ft_model)
+    views = _ex1_features(fe_features, fe_model, loaders, epochs)
+    _history(fe_history, "fe_history", epochs)
+    _history(ft_history, "ft_history", epochs)
+    _ex1_seconds(fe_history, ft_history, fe_seconds, ft_seconds)
+    # the verdict, from the models themselves
+    n_val = len(loaders["val"].dataset)
     fe_acc = _model_accuracy(fe_model, fe_history, "fe_model", loaders["val"])
     ft_acc = _model_accuracy(ft_model, ft_history, "ft_model", loaders["val"])
     diff = round((ft_acc - fe_acc) * n_val)
@@ -156,10 +166,6 @@ def check_exercise_1(fe_model, fe_features, fe_history, fe_seconds, ft_model, ft
 
 def _tiny_loaders(loaders, size: int = 64, n: int = 4):
     """A few of the real training images, small: one batch for training and for validation."""
-    import torch
-    from torch.nn import functional as F
-    from torch.utils.data import DataLoader, TensorDataset
-
     dataset = loaders["train"].dataset
     samples = [dataset[i] for i in range(min(n, len(dataset)))]
     images = torch.stack([F.interpolate(x[None].float(), size=(size, size), mode="bilinear", antialias=True)[0]
@@ -169,28 +175,12 @@ def _tiny_loaders(loaders, size: int = 64, n: int = 4):
 
 
 def _changed(before: dict, model) -> set[str]:
-    import torch
     return {name for name, p in model.named_parameters() if not torch.equal(before[name], p.detach().cpu())}
 
 
-def check_exercise_5(unfreeze_progressively, progressive_model, progressive_histories, baseline_history,
-                     pretrained, loaders) -> None:
-    """The chapter's exercise 5: `unfreeze_progressively(model, loaders, epochs, **fit_kwargs)` trains
-    the head for epochs[0], + the last block for epochs[1], everything for epochs[2] (the chapter's
-    3 + 3 + 3), one `train.fit` per phase, and returns the three histories. Tried on a copy of the real
-    `pretrained` model (a few small images, one epoch per phase); then the real run
-    (`progressive_model`, `progressive_histories`) is compared with full fine-tuning from the start
-    over as many epochs (`baseline_history`: its first 9 epochs)."""
-    from .. import train, zoo
-
-    for value, name in ((progressive_histories, "progressive_histories"), (progressive_model, "progressive_model"),
-                        (baseline_history, "baseline_history")):
-        answer(value, name)
-    answer(unfreeze_progressively, "unfreeze_progressively")
-    phases = exercise_5_epochs()
-    total = sum(phases)
-
-    # the student's function on the real architecture: which parameters each phase changes
+def _changed_per_phase(unfreeze_progressively, pretrained, loaders) -> list[set[str]]:
+    """Set-up: the student's function on copies of the real architecture, one epoch in one phase at a
+    time, on a few small images; the names of the parameters each phase changed."""
     tiny = _tiny_loaders(loaders)
     try:
         takes_kwargs = any(p.kind == p.VAR_KEYWORD or p.name == "verbose"
@@ -198,8 +188,6 @@ def check_exercise_5(unfreeze_progressively, progressive_model, progressive_hist
     except (TypeError, ValueError):
         takes_kwargs = False
     quiet = {"verbose": False} if takes_kwargs else {}
-    stages = [name for name, _ in zoo.stages(pretrained)]
-    head_name = zoo.head(pretrained).name
     which = []
     for phase in range(3):
         model = copy.deepcopy(pretrained)
@@ -219,6 +207,14 @@ def check_exercise_5(unfreeze_progressively, progressive_model, progressive_hist
                 f"with epochs {epochs}, no parameter of the model passed in changed: every phase should train "
                 f"that model (not a copy), continuing from where the previous phase left it.")
         which.append(changed)
+    return which
+
+
+def _check_phases(which: list[set[str]], pretrained) -> list[int]:
+    """Numbers: phase 1 trains the head, phase 2 the head and the last block, phase 3 everything.
+    Returns how many parameters each phase changed."""
+    stages = [name for name, _ in zoo.stages(pretrained)]
+    head_name = zoo.head(pretrained).name
     count = dict(pretrained.named_parameters())
     size = lambda names: sum(count[n].numel() for n in names)  # noqa: E731
     head = {n for n in count if n.startswith(head_name + ".")}
@@ -238,7 +234,24 @@ def check_exercise_5(unfreeze_progressively, progressive_model, progressive_hist
     require(size(phase3) >= 0.95 * size(count) and first & phase3,
             f"phase 3 changed {size(phase3):,} of the model's {size(count):,} parameters: everything should "
             f"learn at the end.", hint="`zoo.unfreeze(model)`, then a new optimizer over all parameters.")
+    return [size(phase) for phase in which]
 
+
+def check_exercise_5(unfreeze_progressively, progressive_model, progressive_histories, baseline_history,
+                     pretrained, loaders) -> None:
+    """The chapter's exercise 5: `unfreeze_progressively(model, loaders, epochs, **fit_kwargs)` trains
+    the head for epochs[0], + the last block for epochs[1], everything for epochs[2] (the chapter's
+    3 + 3 + 3), one `train.fit` per phase, and returns the three histories. Tried on a copy of the real
+    `pretrained` model (a few small images, one epoch per phase); then the real run
+    (`progressive_model`, `progressive_histories`) is compared with full fine-tuning from the start
+    over as many epochs (`baseline_history`: its first 9 epochs)."""
+    for value, name in ((progressive_histories, "progressive_histories"), (progressive_model, "progressive_model"),
+                        (baseline_history, "baseline_history")):
+        answer(value, name)
+    answer(unfreeze_progressively, "unfreeze_progressively")
+    phases = exercise_5_epochs()
+    total = sum(phases)
+    sizes = _check_phases(_changed_per_phase(unfreeze_progressively, pretrained, loaders), pretrained)
     # the real run, and the baseline
     require(isinstance(progressive_histories, (list, tuple)) and len(progressive_histories) == 3,
             "`progressive_histories` should be the list of three histories your function returned.")
@@ -253,7 +266,7 @@ def check_exercise_5(unfreeze_progressively, progressive_model, progressive_hist
     final, base_final = progressive_histories[2].epochs[-1]["val_acc"], base[-1]["val_acc"]
     best, base_best = max(h.best_val_acc for h in progressive_histories), max(r["val_acc"] for r in base)
     seconds, base_seconds = sum(h.seconds for h in progressive_histories), sum(r["seconds"] for r in base)
-    passed(f"three phases on {type(pretrained).__name__}: {size(phase1):,} -> {size(phase2):,} -> {size(phase3):,} "
+    passed(f"three phases on {type(pretrained).__name__}: {sizes[0]:,} -> {sizes[1]:,} -> {sizes[2]:,} "
            f"parameters changed.\n"
            f"  progressive {'+'.join(map(str, phases))} epochs: final val acc {final:.3f}, best {best:.3f} "
            f"(model: {progressive_acc:.3f}), {seconds:.1f} s\n"

@@ -8,7 +8,7 @@ in the same shape everywhere:
     Not yet: <what is wrong, with the numbers>. Hint: <what to look at>
     Correct: <what was verified, with the numbers>      printed when every condition holds
 
-    from .harness import answer, call, number, passed, require
+    from .harness import answer, call, known_mistake, number, passed, require, same_accuracy
 
     def check_01_example(my_fn, my_acc):
         acc = number(my_acc, "my_acc", "a fraction between 0 and 1")
@@ -76,6 +76,23 @@ def require(condition: bool, feedback: str, hint: str = "") -> None:
     if not condition:
         text = feedback if feedback.startswith("Not yet") else f"Not yet: {feedback}"
         raise ExerciseError(text + (f" Hint: {hint}" if hint else ""))
+
+
+def known_mistake(got, mistakes, same=None, tolerance: float = 1e-6) -> str:
+    """The feedback of the first known wrong answer that `got` matches, else ''.
+
+    `mistakes`: (wrong answer, feedback) pairs, most telling first; `same(got, wrong)` says whether
+    two answers match (default: numbers within `tolerance` of each other)."""
+    if same is None:
+        same = lambda a, b: abs(a - b) <= tolerance  # noqa: E731
+    return next((feedback for wrong, feedback in mistakes if same(got, wrong)), "")
+
+
+def same_accuracy(a: float, b: float, n: int, images: float = 1.5) -> bool:
+    """Whether two accuracies over the same `n` images differ by at most `images` images: one model
+    measured twice (a reported number against a recomputed one) may flip one image (batching, autocast
+    rounding); the half image absorbs rounding of the fractions."""
+    return abs(a - b) <= images / n
 
 
 def passed(message: str) -> None:

@@ -530,6 +530,7 @@ def _download_in_a_new_python(url: str, data_dir: Path, ssl_cert_file: Path) -> 
              "except download.DataUnavailable as err:\n"
              "    sys.exit(str(err))\n"
              "print('verified' if download.verify(root) == [] else 'NOT VERIFIED')\n")
+    # SSL_CERT_DIR at a folder without hashed names: the machine's own store is not looked in
     env = dict(os.environ, SSL_CERT_FILE=str(ssl_cert_file), SSL_CERT_DIR=str(ssl_cert_file.parent))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(download.__file__).parents[1]),
                                                       env.get("PYTHONPATH")]))

@@ -12,6 +12,7 @@ the next call. CI, instructors and students steer every chapter the same way:
     COURSE_THREADS=N       CPU threads for PyTorch (default: all cores of this process)
     COURSE_MEMORY_GB=G     memory for decoded images (default: see `memory_budget`); larger splits
                            are cached on disk (`data.load_split`)
+    COURSE_WORKERS=N       DataLoader worker processes per loader (default: see `data.default_workers`)
     COURSE_PRECISION=P     auto (default), float32 or bfloat16: the number format models run in
                            (`precision`; what `auto` picks on which hardware: `course_utils.precision`)
 
@@ -109,6 +110,17 @@ def memory_budget() -> int:
     except (AttributeError, ValueError, OSError):  # Windows: no sysconf
         physical = 16 * 2**30
     return int(min(4 * 2**30, max(2**29, physical // 8)))
+
+
+def workers() -> int | None:
+    """COURSE_WORKERS: DataLoader worker processes per loader (0: load in the training process);
+    None when unset, for `data.default_workers`' rule."""
+    raw = os.environ.get("COURSE_WORKERS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"COURSE_WORKERS={raw!r} must be a whole number of worker processes (0 or more), e.g. 8.")
+    return int(raw)
 
 
 def progress() -> bool:

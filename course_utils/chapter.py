@@ -34,11 +34,15 @@ class Chapter:
     batch_size: int
     loaders: dict[str, DataLoader]
 
-    def image_loaders(self, augment: bool = True, per_class: int | None = -1, seed: int = 0) -> dict[str, DataLoader]:
+    def image_loaders(self, augment: bool = True, per_class: int | None | str = "chapter",
+                      seed: int = 0) -> dict[str, DataLoader]:
         """Loaders over the same dataset and preset: `augment=False` gives training images the
-        validation preprocessing; `per_class` another subset size (default: the chapter's)."""
+        validation preprocessing; `per_class` another subset size ("chapter": the chapter's own;
+        None: every image)."""
+        if isinstance(per_class, str) and per_class != "chapter":
+            raise ValueError(f"per_class={per_class!r}: give a number of images, None (all) or \"chapter\".")
         return data.image_loaders(self.dataset, self.preset, self.batch_size,
-                                  per_class=self.per_class if per_class == -1 else per_class,
+                                  per_class=self.per_class if per_class == "chapter" else per_class,
                                   augment=augment, device=self.device, seed=seed)
 
 

@@ -19,17 +19,17 @@ import random
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
 from . import download, settings
+from .presets import Preset  # noqa: F401  (data.Preset: the name notebooks use)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 IGNORED = {"Thumbs.db", "desktop.ini", "__MACOSX"}
@@ -52,52 +52,6 @@ def course_dataset() -> Path:
     """The dataset every chapter uses: COURSE_DATASET if set, else ants vs bees (fetched once)."""
     own = settings.dataset()
     return own if own is not None else download.hymenoptera()
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A model's preprocessing: resize the shorter side, crop the centre, normalise."""
-    crop: int = 224
-    resize: int = 256
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    colour_jitter: float = 0.0   # training: random brightness, contrast and saturation change up to +-this (0: none)
-    rotation: float = 0.0        # training: random rotation up to +-this many degrees (0: none)
-
-    def scaled(self, crop: int) -> "Preset":
-        """The same preset at another input size (fast mode uses smaller inputs)."""
-        return replace(self, crop=crop, resize=round(crop * self.resize / self.crop))
-
-    def with_augmentation(self, colour_jitter: float = 0.0, rotation: float = 0.0) -> "Preset":
-        """The same preset whose training transform also jitters colours and/or rotates (chapter tip 3)."""
-        if colour_jitter < 0 or rotation < 0:
-            raise ValueError(f"colour_jitter and rotation are amounts (>= 0); got {colour_jitter} and {rotation}.")
-        return replace(self, colour_jitter=colour_jitter, rotation=rotation)
-
-    def train_transform(self) -> v2.Compose:
-        """Augmentation for training, applied to one decoded uint8 image at a time: a random
-        resized crop and a flip, plus colour jitter and rotation where the preset asks for them."""
-        extra = []
-        if self.rotation:
-            extra.append(v2.RandomRotation(self.rotation))
-        if self.colour_jitter:
-            extra.append(v2.ColorJitter(brightness=self.colour_jitter, contrast=self.colour_jitter,
-                                        saturation=self.colour_jitter))
-        return v2.Compose([
-            v2.RandomResizedCrop(self.crop, antialias=True),
-            v2.RandomHorizontalFlip(),
-            *extra,
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(self.mean, self.std),
-        ])
-
-    def eval_transform(self) -> v2.Compose:
-        """Deterministic preprocessing for validation: centre crop and normalise."""
-        return v2.Compose([
-            v2.CenterCrop(self.crop),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(self.mean, self.std),
-        ])
 
 
 def find_classes(root: Path) -> list[str]:
@@ -259,7 +213,7 @@ def load_split(root: Path, split: str, short_side: int, per_class: int | None = 
                                                            per_class, seed, key[0], budget)
         held = 0
     else:
-        kept, skipped = _select(root, classes, items, skipped, short_side, per_class, seed, keep=lambda image: image)
+        kept, skipped = _decode_usable(root, classes, items, skipped, short_side, per_class, seed, keep=lambda image: image)
         paths, labels, images = kept
         held = sum(image.numel() for image in images)
         line = (f"{split}: {len(images):,} images decoded into memory, {_size(held)} (within half of the "
@@ -267,7 +221,7 @@ def load_split(root: Path, split: str, short_side: int, per_class: int | None = 
     if skipped:
         lines = "\n".join(f"  {p.relative_to(root)}: {why}" for p, why in skipped)
         warnings.warn(f"{split}: skipped {len(skipped)} file(s) of {root}:\n{lines}",
-                      SkippedFilesWarning, stacklevel=3)  # the caller of image_loaders
+                      SkippedFilesWarning, stacklevel=3)  # names image_loaders' caller (the notebook cell)
     empty = [name for i, name in enumerate(classes) if i not in set(labels)]
     if empty:
         raise DatasetError(f"{root}/{split} has no readable image for class(es) {empty}; "
@@ -285,9 +239,10 @@ def clear_decoded_cache() -> None:
     _CACHE.clear()
 
 
-def _select(root, classes, items, skipped, short_side, per_class, seed, keep):
-    """Decode the split's images (a seeded subset with `per_class`), passing each to `keep`;
-    returns ((paths, labels, kept values) sorted by class then path, skipped files)."""
+def _decode_usable(root, classes, items, skipped, short_side, per_class, seed, keep):
+    """Decode the split's usable images (a seeded subset with `per_class`), passing each to `keep`:
+    placeholders (by hash) and unreadable files are skipped and listed instead. Returns
+    ((paths, labels, kept values) sorted by class then path, skipped files)."""
     skipped = list(skipped)
     rng = random.Random(seed)
     kept = []  # (path, label, keep(image))
@@ -362,7 +317,7 @@ def _disk_split(root, split, classes, items, skipped, short_side, per_class, see
                     offset = out.tell()
                     out.write(image.contiguous().numpy().tobytes())
                     return offset, tuple(image.shape)
-                (paths, labels, stored), new_skipped = _select(root, classes, items, [], short_side, per_class,
+                (paths, labels, stored), new_skipped = _decode_usable(root, classes, items, [], short_side, per_class,
                                                                seed, keep)
             index = dict(format=CACHE_FORMAT, classes=classes, paths=[str(p.relative_to(root)) for p in paths],
                          labels=labels, offsets=[o for o, _ in stored], shapes=[s for _, s in stored],
@@ -458,6 +413,20 @@ def loader_like(loader: DataLoader, dataset=None, shuffle: bool | None = None, s
                       num_workers=loader.num_workers, pin_memory=loader.pin_memory,
                       persistent_workers=loader.num_workers > 0,
                       generator=torch.Generator().manual_seed(seed) if shuffle and sampler is None else None)
+
+
+def endless(loader):
+    """The batches of `loader` without end: a new pass (a new shuffle) starts when one runs out.
+    The first pass starts now, as `iter(loader)` would."""
+    if len(loader) == 0:
+        raise ValueError("The loader is empty: it has no batch to repeat.")
+    return _passes(loader, iter(loader))
+
+
+def _passes(loader, first):
+    yield from first
+    while True:
+        yield from iter(loader)
 
 
 def tensor_loader(samples: tuple[torch.Tensor, torch.Tensor], batch_size: int = 32, shuffle: bool = False,

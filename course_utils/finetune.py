@@ -23,9 +23,7 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler, TensorDataset
 from . import data, train, zoo
 
 
-def trainable(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters an optimizer should update: those with `requires_grad`."""
-    return [p for p in model.parameters() if p.requires_grad]
+trainable = zoo.trainable  # the name chapter 04 uses
 
 
 def param_groups(model: nn.Module, head_lr: float, first_lr: float) -> list[dict]:
@@ -46,7 +44,7 @@ def param_groups(model: nn.Module, head_lr: float, first_lr: float) -> list[dict
         if params:
             fraction = i / len(stages)  # 0 for the first stage, 1 would be the head
             groups.append(dict(params=params, lr=first_lr * (head_lr / first_lr) ** fraction, name=name))
-    head = [p for p in trainable(model) if id(p) not in in_stage]
+    head = [p for p in zoo.trainable(model) if id(p) not in in_stage]
     if head:
         groups.append(dict(params=head, lr=head_lr, name="head"))
     return groups

@@ -16,7 +16,6 @@ there as one JSON line, so one command can print every chapter's claims in one t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +25,8 @@ VERDICTS = {True: "holds", False: "does not hold", None: "measured"}
 
 
 @dataclass(frozen=True)
-class Claim:
+class Record:
+    """One line of the ledger: a claim of the textbook chapter next to the course's number."""
     claim: str          # what is claimed, in a few words
     says: str           # the chapter's statement or number ("" for a headline number)
     measured: str       # the course's number, formatted
@@ -39,28 +39,31 @@ class Claim:
         return f"[{VERDICTS[self.holds]}] {self.claim}: {says}measured {self.measured} ({self.model}, {self.mode} mode)"
 
 
-def record(claim: str, says: str, measured, holds: bool | None, model: str) -> Claim:
+Claim = Record  # the record's earlier name, kept for one release (not `chapter.claim`, which asserts)
+
+
+def record(claim: str, says: str, measured, holds: bool | None, model: str) -> Record:
     """Print the claim next to the measured value and, if COURSE_LEDGER is set, append it there."""
     if holds is not None:
         holds = bool(holds)
-    entry = Claim(claim, says, str(measured), holds, model, "fast" if settings.fast() else "full")
+    entry = Record(claim, says, str(measured), holds, model, "fast" if settings.fast() else "full")
     print(entry.line())
-    path = os.environ.get("COURSE_LEDGER", "").strip()
-    if path:
+    path = settings.ledger_file()
+    if path is not None:
         with open(path, "a", encoding="utf-8") as file:
             file.write(json.dumps(asdict(entry)) + "\n")
     return entry
 
 
-def read(path: Path | str) -> list[Claim]:
+def read(path: Path | str) -> list[Record]:
     """The records a run appended to `path` (none if the file does not exist)."""
     path = Path(path)
     if not path.exists():
         return []
-    return [Claim(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [Record(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def markdown(claims: list[Claim]) -> str:
+def markdown(claims: list[Record]) -> str:
     """The records as a Markdown table: claim, chapter, measured, model, verdict."""
     rows = ["| claim | chapter says | measured | model | verdict |", "|---|---|---|---|---|"]
     rows += [f"| {c.claim} | {c.says or '–'} | {c.measured} | {c.model} | {VERDICTS[c.holds]} |" for c in claims]

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from . import data, train
+from . import data, train, zoo
 
 Data = tuple[torch.Tensor, torch.Tensor]   # (inputs, labels)
 
@@ -41,15 +41,18 @@ def drift_schedule(steps: int, max_severity: int = 5) -> list[int]:
 
 
 @dataclass(frozen=True)
-class Batch:
-    """One arrival of the stream: the indices of its training images and their corruption severity."""
+class Arrival:
+    """What the stream delivers at one step: the indices of its training images and their corruption severity."""
     step: int
     severity: int
     indices: torch.Tensor
 
 
+Batch = Arrival  # the earlier name, kept for one release
+
+
 def make_stream(labels, severities: list[int], batch_size: int, burst: float | None = None,
-                seed: int = 0) -> list[Batch]:
+                seed: int = 0) -> list[Arrival]:
     """One batch of `batch_size` training images per step, at that step's severity: each image once
     per pass through a shuffled pool (a new pass when the pool runs out).
 
@@ -81,7 +84,7 @@ def make_stream(labels, severities: list[int], batch_size: int, burst: float | N
                 pools[group] = torch.cat([pools[group], members[torch.randperm(len(members), generator=generator)]])
             picked.append(pools[group][:count])
             pools[group] = pools[group][count:]
-        stream.append(Batch(step, severity, torch.cat(picked)))
+        stream.append(Arrival(step, severity, torch.cat(picked)))
     return stream
 
 
@@ -107,7 +110,7 @@ def fine_tune_on(model: nn.Module, samples: Data, epochs: int, lr: float, criter
     `seed` fixes the batch order and any dropout draws (`train.fit(seed=...)`): an update is repeatable.
     The stream has no validation data of its own: `train.fit` validates on the batch itself, so it
     keeps the epoch that fits the batch best. Held-out data is kept for measuring and for the gate."""
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+    optimizer = torch.optim.SGD(zoo.trainable(model), lr=lr, momentum=momentum)
     loaders = {"train": data.tensor_loader(samples, batch_size, shuffle=True, seed=seed),
                "val": data.tensor_loader(samples, batch_size)}
     return train.fit(model, loaders, optimizer, epochs, criterion=criterion, device=device, verbose=False, seed=seed)
@@ -216,7 +219,7 @@ class EWC(nn.Module):
 
 # --- strategies over the stream ------------------------------------------------------------------
 
-def run_stream(model: nn.Module, stream: list[Batch], batches: Callable[[Batch], Data],
+def run_stream(model: nn.Module, stream: list[Arrival], batches: Callable[[Arrival], Data],
                strategy: Callable[[nn.Module, Data], None] | None, eval_sets: dict[str, Data]) -> list[dict]:
     """Run `strategy(model, batch_data)` on each batch of `stream` (None: no update, the deployed model
     frozen) and measure `model` on every held-out set of `eval_sets` before the stream and after each
@@ -263,8 +266,8 @@ class Gate:
         return True, f"new data {gain:+.3f}, old data {-drop:+.3f} against the original"
 
 
-def deployment_loop(model: nn.Module, stream: list[Batch], batches: Callable[[Batch], Data],
-                    fine_tune: Callable[[nn.Module, Data], None], validate: Callable[[nn.Module, Batch], dict],
+def deployment_loop(model: nn.Module, stream: list[Arrival], batches: Callable[[Arrival], Data],
+                    fine_tune: Callable[[nn.Module, Data], None], validate: Callable[[nn.Module, Arrival], dict],
                     gate: Gate, min_new: int, buffer: ReplayBuffer | None = None,
                     replay: int = 1,
                     investigate: Callable[[nn.Module, list[Data]], list[Data] | None] | None = None

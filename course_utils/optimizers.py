@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import settings, train, zoo
+from . import data, settings, train, zoo
 
 
 def sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.SGD:
     """`torch.optim.SGD` with momentum over `params`: a model (its trainable parameters), or
     parameters / parameter groups (e.g. `finetune.param_groups`)."""
     if isinstance(params, nn.Module):
-        params = [p for p in params.parameters() if p.requires_grad]
+        params = zoo.trainable(params)
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
@@ -229,17 +229,13 @@ def lr_range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, st
     if seed is not None:
         train.reseed([loader], seed)
     result = RangeTest([], [], [])
-    average, batches = 0.0, iter(loader)
+    average, batches = 0.0, data.endless(loader)
     model.train()
     zoo.freeze_batchnorm_stats(model)
     try:
         for i in range(steps):
             lr = start_lr * (end_lr / start_lr) ** (i / max(steps - 1, 1))
-            try:
-                inputs, labels = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                inputs, labels = next(batches)
+            inputs, labels = next(batches)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss, _ = train.step(model, inputs, labels, criterion, device, dtype, optimizer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from .data import Preset
+from .presets import Preset
 
 
 def learning_curves(histories: dict, title: str | None = None, marks: dict | None = None):

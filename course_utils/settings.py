@@ -15,6 +15,8 @@ the next call. CI, instructors and students steer every chapter the same way:
     COURSE_WORKERS=N       DataLoader worker processes per loader (default: see `data.default_workers`)
     COURSE_PRECISION=P     auto (default), float32 or bfloat16: the number format models run in
                            (`precision`; what `auto` picks on which hardware: `course_utils.precision`)
+    COURSE_LEDGER=file     append every ledger record to this JSON-lines file (`make measure` sets it)
+    CI=true                no progress bars: one plain line per epoch (CI services set it)
 
 Fast mode shrinks sizes only (`images_per_class`, `image_size`, `epochs`, `count`): the
 experiment a fast run checks is the one a student runs.
@@ -112,6 +114,11 @@ def memory_budget() -> int:
     return int(min(4 * 2**30, max(2**29, physical // 8)))
 
 
+def ledger_file() -> Path | None:
+    """COURSE_LEDGER: the file every `ledger.record` appends to (`make measure` sets one per chapter), or None."""
+    return _path("COURSE_LEDGER")
+
+
 def workers() -> int | None:
     """COURSE_WORKERS: DataLoader worker processes per loader (0: load in the training process);
     None when unset, for `data.default_workers`' rule."""
@@ -198,9 +205,8 @@ def seed_everything(seed: int = 0) -> None:
 def set_threads(n: int | None = None) -> int:
     """Give PyTorch a deliberate number of CPU threads and return it.
 
-    Default: the cores this process may use (COURSE_THREADS overrides). One process that uses
-    every core is fast; two that each do so fight (measured 6-10x slower on 2 cores), so tests
-    run notebooks one at a time rather than in parallel.
+    Default: the cores this process may use (COURSE_THREADS overrides). Two processes that each
+    use every core slow each other down several times: run one heavy notebook at a time.
     """
     if n is None:
         raw = os.environ.get("COURSE_THREADS", "").strip()

@@ -142,11 +142,8 @@ def partition(dataset: DecodedImages, fraction: float = 0.5, seed: int = 0) -> t
     the second: e.g. target images to adapt on, and others to evaluate on."""
     if not 0 < fraction < 1:
         raise ValueError(f"fraction={fraction} must be between 0 and 1 (exclusive).")
-    g = torch.Generator().manual_seed(seed)
     first, second = [], []
-    for c in sorted(set(dataset.labels)):
-        members = [i for i, label in enumerate(dataset.labels) if label == c]
-        members = [members[j] for j in torch.randperm(len(members), generator=g).tolist()]
+    for members in _shuffled_by_class(dataset.labels, seed):
         cut = round(len(members) * fraction)
         first += members[:cut]
         second += members[cut:]
@@ -159,12 +156,15 @@ def take(dataset: DecodedImages, per_class: int, seed: int = 0) -> DecodedImages
     if per_class < 1 or per_class > min(counts.values()):
         raise ValueError(f"per_class={per_class}: the dataset has {min(counts.values())} to "
                          f"{max(counts.values())} images per class; ask for 1 to {min(counts.values())}.")
-    g = torch.Generator().manual_seed(seed)
-    picked = []
-    for c in sorted(counts):
-        members = [i for i, label in enumerate(dataset.labels) if label == c]
-        picked += [members[j] for j in torch.randperm(len(members), generator=g)[:per_class].tolist()]
+    picked = [i for members in _shuffled_by_class(dataset.labels, seed) for i in members[:per_class]]
     return dataset.subset(sorted(picked))
+
+
+def _shuffled_by_class(labels: list[int], seed: int) -> list[list[int]]:
+    """The indices of each class (in class order), each list in a seeded random order."""
+    g = torch.Generator().manual_seed(seed)
+    by_class = [[i for i, label in enumerate(labels) if label == c] for c in sorted(set(labels))]
+    return [[members[j] for j in torch.randperm(len(members), generator=g).tolist()] for members in by_class]
 
 
 # --- AdaBN ---------------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def adabn(model: nn.Module, loader, device: torch.device | None = None) -> nn.Mo
     with only the BatchNorm layers in train mode: dropout and stochastic depth stay in eval mode).
     Changes `model` in place: pass a copy to keep the original.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if zoo.is_batchnorm(m)]
     if not norms:
         raise ValueError(f"{type(model).__name__} has no BatchNorm layer: AdaBN has nothing to re-estimate.")
     model.eval()
@@ -290,7 +290,7 @@ class DANN(nn.Module):
     def train(self, mode: bool = True):
         super().train(mode)
         for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if zoo.is_batchnorm(m):
                 m.eval()
         return self
 
@@ -331,13 +331,9 @@ class SourceAndTarget:
         return len(self.source)
 
     def __iter__(self):
-        target = iter(self.target)
+        target = data.endless(self.target)
         for xs, ys in self.source:
-            try:
-                xt = next(target)
-            except StopIteration:
-                target = iter(self.target)
-                xt = next(target)
+            xt = next(target)
             yield (xs, xt[0] if isinstance(xt, (list, tuple)) else xt), ys
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.models import get_model, get_model_weights
 
 from . import download, lite
-from .data import Preset
+from .presets import Preset
 
 FALLBACK = "efficientnet_lite0"
 
@@ -228,8 +228,7 @@ def freeze_batchnorm_stats(model: nn.Module) -> int:
     for _, stage in stages(model):
         if stage.training and not any(p.requires_grad for p in stage.parameters()):
             stage.eval()
-    frozen = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-              and not any(p.requires_grad for p in m.parameters())]
+    frozen = [m for m in model.modules() if is_batchnorm(m) and not any(p.requires_grad for p in m.parameters())]
     for m in frozen:
         m.eval()
     return len(frozen)
@@ -243,12 +242,22 @@ def batchnorm_drift(model: nn.Module, reference: nn.Module) -> dict[str, dict[st
     before = dict(reference.named_modules())
     drift = {}
     for name, layer in model.named_modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+        if is_batchnorm(layer):
             old = before[name]
             drift[name] = {stat: ((getattr(layer, f"running_{stat}").cpu() - getattr(old, f"running_{stat}").cpu()).norm()
                                   / getattr(old, f"running_{stat}").cpu().norm().clamp_min(1e-12)).item()
                            for stat in ("mean", "var")}
     return drift
+
+
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimizer should update: those with `requires_grad` (see `freeze`)."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def is_batchnorm(layer: nn.Module) -> bool:
+    """True for every BatchNorm layer (1-D, 2-D, 3-D, synchronised): those with running statistics."""
+    return isinstance(layer, nn.modules.batchnorm._BatchNorm)
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:

@@ -132,6 +132,8 @@ CALLS = {
     "zoo.head": lambda m, p: zoo.head(m),
     "zoo.replace_head": lambda m, p: zoo.replace_head(m, 2),
     "zoo.stages": lambda m, p: zoo.stages(m),
+    "zoo.trainable": lambda m, p: zoo.trainable(m),
+    "zoo.is_batchnorm": lambda m, p: [zoo.is_batchnorm(layer) for layer in m.modules()],
     "checkpoint.save": _checkpoint,
     "checkpoint.load": _checkpoint,
 }

@@ -100,8 +100,10 @@ bench-data: $(STAMP)  ## memory and speed of the data path at 400, 2,500 and 25,
 
 # MEASURE_ARGS: e.g. --chapters 01,03 (a subset), --fast (try the command), --timeout 600 (per chapter)
 MEASURE_ARGS ?=
+# The inline backend, as in JupyterLab: the executed copies keep their figures, so that
+# `make book BOOK_ARGS="--run <the run folder>"` turns a measured run into the book.
 measure: $(STAMP)  ## run every chapter in full mode, one at a time: seconds, slowest cells, headline numbers, ledger
-	MPLBACKEND=Agg $(BIN)/python tools/measure.py $(MEASURE_ARGS)
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(BIN)/python tools/measure.py $(MEASURE_ARGS)
 
 fetch: $(STAMP)  ## download the dataset and the pretrained weights for an offline lab
 	$(BIN)/python tools/fetch.py

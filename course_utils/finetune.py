@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import copy
 import time
 from typing import Callable
 
@@ -62,7 +61,7 @@ def progressive(model: nn.Module, loaders: dict, phases: list[tuple[int | None, 
     `fit_kwargs`, phase k runs with seed s + k - 1 (new batches in every phase, the same at every rerun).
     """
     history = train.History()
-    best_weights = None
+    best = train.Best()
     for phase, (train_last, epochs) in enumerate(phases, start=1):
         if train_last is None:
             zoo.unfreeze(model)
@@ -78,17 +77,12 @@ def progressive(model: nn.Module, loaders: dict, phases: list[tuple[int | None, 
         offset = len(history.epochs)
         history.epochs += [dict(row, epoch=row["epoch"] + offset, phase=phase, trainable=count)
                            for row in part.epochs]
-        if part.epochs:
-            best = history.epochs[offset + part.best_epoch - 1]
-            kept = history.epochs[history.best_epoch - 1] if history.best_epoch else None
-            if kept is None or (best["val_acc"], -best["val_loss"]) > (kept["val_acc"], -kept["val_loss"]):
-                history.best_epoch, history.best_val_acc = best["epoch"], best["val_acc"]
-                best_weights = copy.deepcopy(model.state_dict())  # fit left the phase's best weights
+        if part.epochs and best.offer(history.epochs[offset + part.best_epoch - 1], model):  # fit left the
+            history.best_epoch, history.best_val_acc = best.row["epoch"], best.row["val_acc"]  # phase's best weights
         if part.interrupted:
             history.interrupted = True
             break
-    if best_weights is not None:
-        model.load_state_dict(best_weights)
+    best.restore(model)
     return history
 
 

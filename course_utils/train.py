@@ -51,6 +51,31 @@ class History:
         return pd.DataFrame(self.epochs).set_index("epoch")
 
 
+def best_key(row: dict) -> tuple[float, float]:
+    """The course's rule for the best epoch of a run: highest validation accuracy, then lowest loss."""
+    return row["val_acc"], -row["val_loss"]
+
+
+class Best:
+    """The best epoch seen so far (by `best_key`) and a copy of the weights it had; `restore` puts
+    them back. `fit` keeps one per run, `finetune.progressive` one across its phases."""
+
+    def __init__(self, model: nn.Module | None = None):
+        self.row: dict | None = None
+        self.weights = None if model is None else copy.deepcopy(model.state_dict())
+
+    def offer(self, row: dict, model: nn.Module) -> bool:
+        """Keep `row` and the model's current weights if the row beats the best so far."""
+        if self.row is not None and best_key(row) <= best_key(self.row):
+            return False
+        self.row, self.weights = row, copy.deepcopy(model.state_dict())
+        return True
+
+    def restore(self, model: nn.Module) -> None:
+        if self.weights is not None:
+            model.load_state_dict(self.weights)
+
+
 class Score(NamedTuple):
     """Mean loss and accuracy of one pass over a loader."""
     loss: float

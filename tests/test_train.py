@@ -298,3 +298,22 @@ def test_accuracy_takes_a_loader_or_stored_tensors():
     data = loaders()["val"]
     x, y = data.dataset.tensors
     assert train.accuracy(model, data, CPU) == train.accuracy(model, (x, y), CPU)
+
+
+def test_best_keeps_the_highest_accuracy_then_the_lowest_loss():
+    model = linear()
+    best = train.Best(model)
+    start = copy.deepcopy(model.state_dict())
+    rows = [dict(epoch=1, val_acc=0.8, val_loss=0.5), dict(epoch=2, val_acc=0.9, val_loss=0.6),
+            dict(epoch=3, val_acc=0.9, val_loss=0.4), dict(epoch=4, val_acc=0.9, val_loss=0.4),
+            dict(epoch=5, val_acc=0.85, val_loss=0.1)]
+    kept = []
+    for row in rows:
+        with torch.no_grad():
+            model[1].weight.add_(1.0)
+        if best.offer(row, model):
+            kept.append(row["epoch"])
+    assert kept == [1, 2, 3] and best.row["epoch"] == 3  # a tie (epoch 4) keeps the earlier epoch
+    best.restore(model)
+    assert torch.allclose(model[1].weight, start["1.weight"] + 3.0)  # epoch 3: three steps of +1
+    assert train.best_key(rows[2]) > train.best_key(rows[1]) > train.best_key(rows[0])

@@ -1,34 +1,35 @@
 """Exercise checks of chapter 05 optimizers and momentum."""
 from __future__ import annotations
 
-from .harness import answer, call, number, passed, require
+import math
+
+import numpy as np
+import torch
+
+from .. import optimizers, train
+from .harness import answer, call, known_mistake, number, passed, require
 
 
 def check_05_stable_lr(max_stable_lr, surface) -> None:
     """The largest learning rate for which plain gradient descent converges on the quadratic
     `surface` (optimizers.VALLEY): 2 / λ_max, λ_max the largest eigenvalue of its Hessian."""
-    import torch
-
-    from .. import optimizers
-
     got = number(max_stable_lr, "max_stable_lr", "a learning rate")
     low, high = torch.linalg.eigvalsh(optimizers.hessian(surface, surface.start)).tolist()
     want = 2 / high
     if abs(got - want) > 1e-3 * want:
         smallest = ("you used the smallest curvature, of the flat direction. The steep direction overshoots "
                     "first: the limit comes from the largest eigenvalue.")
-        mistakes = {
-            1 / high: "that is 1/λ_max, the rate that removes the steep direction in a single step. The "
-                      "distance along it is multiplied by (1 - ηλ) per step: it still shrinks while "
-                      "|1 - ηλ| < 1, so the limit is twice that.",
-            2 / low: smallest,
-            1 / low: smallest,
-            2 / (low + high): "that is the best constant rate for plain gradient descent (it balances the "
-                              "flat and the steep direction), slightly below the largest stable one.",
-        }
-        for value, feedback in mistakes.items():
-            if abs(got - value) <= 1e-3 * abs(value):
-                require(False, f"max_stable_lr = {got:.4g}: {feedback}")
+        mistakes = [
+            (1 / high, "that is 1/λ_max, the rate that removes the steep direction in a single step. The "
+                       "distance along it is multiplied by (1 - ηλ) per step: it still shrinks while "
+                       "|1 - ηλ| < 1, so the limit is twice that."),
+            (2 / low, smallest),
+            (1 / low, smallest),
+            (2 / (low + high), "that is the best constant rate for plain gradient descent (it balances the "
+                               "flat and the steep direction), slightly below the largest stable one."),
+        ]
+        feedback = known_mistake(got, mistakes, same=lambda a, b: abs(a - b) <= 1e-3 * abs(b))
+        require(not feedback, f"max_stable_lr = {got:.4g}: {feedback}")
         require(False, f"max_stable_lr = {got:.4g}, but the Hessian's eigenvalues are {low:g} and {high:g}. "
                             f"Along an eigen-direction with curvature λ, one step multiplies the distance to the "
                             f"minimum by (1 - ηλ): for which η does that shrink for every λ?")
@@ -41,64 +42,46 @@ def check_05_stable_lr(max_stable_lr, surface) -> None:
            f"the limit becomes 2(1 + β) / λ_max: try it with the sliders of section 1.")
 
 
-CHAPTER_LRS_05 = (1e-4, 1e-3, 1e-2, 1e-1)   # the chapter's exercise 2, exactly
+CHAPTER_LRS = (1e-4, 1e-3, 1e-2, 1e-1)   # the chapter's exercise 2, exactly
+CHAPTER_LRS_05 = CHAPTER_LRS               # the old name, kept for one release (tests/test_exercises_ch05.py)
 
 
-def _val_loss_05(history) -> float:
+def _lowest_val_loss(history) -> float:
     """A run's lowest validation loss (NaN, a diverged run, counts as infinitely bad)."""
     losses = [v for v in history.column("val_loss") if v == v]
     return min(losses, default=float("inf"))
 
 
-def _train_loss_05(history) -> float:
+def _final_train_loss(history) -> float:
     value = history.epochs[-1]["train_loss"] if history.epochs else float("nan")
     return value if value == value else float("inf")
 
 
-def _plotted_05(figure) -> list:
+def _plotted(figure) -> list:
     """The y-values of every line drawn on `figure`'s axes."""
-    import numpy as np
-
     return [np.asarray(line.get_ydata(), dtype=float) for ax in figure.axes for line in ax.get_lines()]
 
 
-def _drawn_05(curve, lines) -> bool:
-    import numpy as np
-
+def _drawn(curve, lines) -> bool:
     curve = np.asarray(curve, dtype=float)
     return any(len(y) == len(curve) and np.allclose(y, curve, rtol=1e-6, atol=1e-9, equal_nan=True) for y in lines)
 
 
-def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figure, classes=2) -> None:
-    """The chapter's exercise 2. `histories` maps each of the rates 0.0001, 0.001, 0.01, 0.1 to the
-    `train.History` of its run (same model, optimizer and budget), `figure` is the figure that draws
-    their training and validation loss curves. The best rate has the lowest validation loss; the
-    too-large one is a rate above it whose validation loss is far worse (it overshoots, or diverges);
-    the too-small one a rate below it whose training loss barely moves (it ends far above the best
-    rate's, near chance, ln(number of classes)). `classes`: the class names, or their number."""
-    import math
-
-    from ..train import History
-
-    histories = answer(histories, "ex2_histories")
-    for value, name in ((best_lr, "best_lr"), (too_large_lr, "too_large_lr"), (too_small_lr, "too_small_lr")):
-        if value is ...:
-            answer(value, name)
-    answer(best_lr, "best_lr")
-    answer(figure, "ex2_figure")
+def _ex2_runs(histories) -> list:
+    """Set-up: one History per chapter rate, each trained at its rate, all on the same budget."""
     require(isinstance(histories, dict), f"`ex2_histories` should be a dict rate -> History, not a "
                                          f"{type(histories).__name__}.")
     rates = sorted(histories)
-    want = ", ".join(f"{lr:g}" for lr in CHAPTER_LRS_05)
-    require(len(rates) == len(CHAPTER_LRS_05) and all(isinstance(lr, (int, float)) for lr in rates)
-            and all(abs(lr - w) <= 1e-9 * w for lr, w in zip(rates, CHAPTER_LRS_05)),
+    want = ", ".join(f"{lr:g}" for lr in CHAPTER_LRS)
+    require(len(rates) == len(CHAPTER_LRS) and all(isinstance(lr, (int, float)) for lr in rates)
+            and all(abs(lr - w) <= 1e-9 * w for lr, w in zip(rates, CHAPTER_LRS)),
             f"`ex2_histories` has the rates {', '.join(repr(lr) for lr in rates) or 'none'}; the exercise asks for "
             f"exactly {want}.", hint="one run per rate, keyed by the rate itself.")
     for lr in rates:
         h = histories[lr]
         answer(h, f"ex2_histories[{lr:g}]")
-        require(isinstance(h, History) and h.epochs, f"ex2_histories[{lr:g}] should be the History that train.fit "
-                                                     f"returned, not a {type(h).__name__}.")
+        require(isinstance(h, train.History) and h.epochs, f"ex2_histories[{lr:g}] should be the History that "
+                                                           f"train.fit returned, not a {type(h).__name__}.")
         ran = h.epochs[0].get("lr")
         require(ran is not None and abs(ran - lr) <= 1e-6 * lr,
                 f"ex2_histories[{lr:g}] was trained at learning rate {ran:g}, not {lr:g}.",
@@ -109,27 +92,36 @@ def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figur
             + ", ".join(f"{lr:g}: {n}" for lr, n in lengths.items()) + "): compare the rates on the same budget.")
     require(len({id(h) for h in histories.values()}) == len(rates), "two rates share the same History: train "
                                                                       "one run per rate.")
+    return rates
+
+
+def _ex2_figure(figure, histories: dict, rates: list) -> None:
+    """Set-up: the figure draws both loss curves of every run."""
     require(hasattr(figure, "axes"), f"`ex2_figure` should be the matplotlib figure of your curves "
                                      f"(plots.learning_curves returns it), not a {type(figure).__name__}.")
-    lines = _plotted_05(figure)
+    lines = _plotted(figure)
     for lr in rates:
         for curve in ("train_loss", "val_loss"):
-            require(_drawn_05(histories[lr].column(curve), lines),
+            require(_drawn(histories[lr].column(curve), lines),
                     f"`ex2_figure` does not draw the {curve.replace('_', 'ing ' if curve[0] == 't' else 'idation ')} "
                     f"curve of the run at {lr:g}.",
                     hint="plot the training AND the validation loss of every rate, e.g. "
                          "plots.learning_curves({f'lr {lr:g}': h for lr, h in ex2_histories.items()}).")
-    for value, name in ((best_lr, "best_lr"), (too_large_lr, "too_large_lr"), (too_small_lr, "too_small_lr")):
+
+
+def _ex2_picks(answers: dict, rates: list) -> list:
+    """Set-up: each answer is one of the rates run (None allowed except for the best); the rates picked."""
+    want = ", ".join(f"{lr:g}" for lr in CHAPTER_LRS)
+    for name, value in answers.items():
         require(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
                                   and any(abs(value - lr) <= 1e-9 * lr for lr in rates)),
                 f"`{name}` = {value!r} is not one of the rates you ran: {want}"
                 + (" (or None)." if name != "best_lr" else "."))
-    pick = lambda value: None if value is None else min(rates, key=lambda lr: abs(lr - value))  # noqa: E731
-    best_lr, too_large_lr, too_small_lr = pick(best_lr), pick(too_large_lr), pick(too_small_lr)
-    val = {lr: _val_loss_05(h) for lr, h in histories.items()}
-    final = {lr: _train_loss_05(h) for lr, h in histories.items()}
-    acc = {lr: histories[lr].best_val_acc for lr in rates}
-    chance = math.log(classes if isinstance(classes, int) else len(classes))
+    return [None if value is None else min(rates, key=lambda lr: abs(lr - value)) for value in answers.values()]
+
+
+def _ex2_best(best_lr, rates: list, val: dict, final: dict, acc: dict):
+    """Numbers: the best rate is the one with the lowest validation loss; returns it."""
     best = min(rates, key=val.get)
     if best_lr != best:
         by_acc = max(rates, key=lambda lr: (acc[lr], -val[lr]))
@@ -141,15 +133,15 @@ def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figur
                "it did not train on." if best_lr == by_train else "")
         require(False, f"best_lr = {best_lr:g} reaches a validation loss of {val[best_lr]:.3f}, but {best:g} reaches "
                        f"{val[best]:.3f}.{why}")
-    larger, smaller = [lr for lr in rates if lr > best], [lr for lr in rates if lr < best]
-    # too large: far worse on validation (twice the best's lowest val loss, or at/above chance, or diverged);
-    # the worst of the larger rates always qualifies
+    return best
+
+
+def _ex2_too_large(too_large_lr, best, rates: list, val: dict, chance: float) -> None:
+    """Numbers: too large is a rate above the best whose validation loss is far worse (twice the best's
+    lowest, at or above chance, or diverged); the worst of the larger rates always qualifies."""
+    larger = [lr for lr in rates if lr > best]
     worst_above = max(larger, key=val.get, default=None)
     too_large_ok = {lr for lr in larger if lr == worst_above or val[lr] >= max(2 * val[best], chance)}
-    # too small: training loss ends at least half-way from the best rate's towards chance; the slowest always qualifies
-    slowest_below = max(smaller, key=final.get, default=None)
-    too_small_ok = {lr for lr in smaller if final[lr] > final[best]
-                    and (lr == slowest_below or final[lr] >= (final[best] + chance) / 2)}
     if not larger:
         require(too_large_lr is None, f"{best:g} is the largest rate you ran and the best: none is too large "
                                       f"here, set too_large_lr = None.")
@@ -165,6 +157,15 @@ def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figur
                        f"close to the best rate's ({val[best]:.3f}); it is a neighbour of the best rate, not one that "
                        f"overshoots. At {worst_above:g} the validation loss reaches only {val[worst_above]:.3f}.",
                 hint="too large shows as a validation loss far above the best run's (or one that diverges).")
+
+
+def _ex2_too_small(too_small_lr, best, rates: list, final: dict, chance: float) -> None:
+    """Numbers: too small is a rate below the best whose training loss ends at least half-way from the
+    best rate's towards chance; the slowest of the smaller rates always qualifies."""
+    smaller = [lr for lr in rates if lr < best]
+    slowest_below = max(smaller, key=final.get, default=None)
+    too_small_ok = {lr for lr in smaller if final[lr] > final[best]
+                    and (lr == slowest_below or final[lr] >= (final[best] + chance) / 2)}
     if not smaller:
         require(too_small_lr is None, f"{best:g} is the smallest rate you ran and the best: none is too small "
                                       f"here, set too_small_lr = None.")
@@ -180,6 +181,32 @@ def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figur
                        f"to the best rate's ({final[best]:.3f}; chance is {chance:.3f}): it learns fast enough, so "
                        f"'too small' is not what holds it back. At {slowest_below:g} it ends at "
                        f"{final[slowest_below]:.3f}.", hint="too small shows as a training loss that barely moves.")
+
+
+def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figure, classes=2) -> None:
+    """The chapter's exercise 2. `histories` maps each of the rates 0.0001, 0.001, 0.01, 0.1 to the
+    `train.History` of its run (same model, optimizer and budget), `figure` is the figure that draws
+    their training and validation loss curves. The best rate has the lowest validation loss; the
+    too-large one is a rate above it whose validation loss is far worse (it overshoots, or diverges);
+    the too-small one a rate below it whose training loss barely moves (it ends far above the best
+    rate's, near chance, ln(number of classes)). `classes`: the class names, or their number."""
+    histories = answer(histories, "ex2_histories")
+    answers = {"best_lr": best_lr, "too_large_lr": too_large_lr, "too_small_lr": too_small_lr}
+    for name, value in answers.items():
+        if value is ...:
+            answer(value, name)
+    answer(best_lr, "best_lr")
+    answer(figure, "ex2_figure")
+    rates = _ex2_runs(histories)
+    _ex2_figure(figure, histories, rates)
+    best_lr, too_large_lr, too_small_lr = _ex2_picks(answers, rates)
+    val = {lr: _lowest_val_loss(h) for lr, h in histories.items()}
+    final = {lr: _final_train_loss(h) for lr, h in histories.items()}
+    acc = {lr: histories[lr].best_val_acc for lr in rates}
+    chance = math.log(classes if isinstance(classes, int) else len(classes))
+    best = _ex2_best(best_lr, rates, val, final, acc)
+    _ex2_too_large(too_large_lr, best, rates, val, chance)
+    _ex2_too_small(too_small_lr, best, rates, final, chance)
     lines_out = [f"  {'lr':>8}  final train loss  lowest val loss  best val acc"]
     for lr in rates:
         verdict = {best: "best", too_large_lr: "too large", too_small_lr: "too small"}.get(lr, "")
@@ -189,12 +216,8 @@ def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figur
            f"far above the best run's (the updates overshoot).\n" + "\n".join(lines_out))
 
 
-def _scaled_walk_05(f, start, lrs, beta, rescale):
+def _scaled_walk(f, start, lrs, beta, rescale):
     """The scaled momentum form with v multiplied by rescale(new_lr, old_lr) whenever the rate changes."""
-    import torch
-
-    from .. import optimizers
-
     theta = torch.as_tensor(start, dtype=torch.float64)
     v, points, previous = torch.zeros_like(theta), [theta], lrs[0]
     for lr in lrs:
@@ -205,14 +228,13 @@ def _scaled_walk_05(f, start, lrs, beta, rescale):
     return torch.stack(points)
 
 
+_scaled_walk_05 = _scaled_walk   # the old name, kept for one release (tests/test_exercises_ch05.py, test_optimizers.py)
+
+
 def check_05_rescaled_momentum(my_descend) -> None:
     """`my_descend(f, start, lrs, beta)`: the points (len(lrs) + 1, 2) of the scaled momentum form
     (v ← βv + η∇L, θ ← θ - v) with the velocity rescaled when the rate changes, so that it follows
     torch.optim.SGD(momentum=beta) exactly. Tried on a step decay and on a warm-up."""
-    import torch
-
-    from .. import optimizers
-
     answer(my_descend, "my_descend")
     schedules = {
         "the valley, rate divided by 10 after 30 steps": (optimizers.VALLEY, [0.15] * 30 + [0.015] * 30),
@@ -233,15 +255,16 @@ def check_05_rescaled_momentum(my_descend) -> None:
                  f"and the point after each of the {len(lrs)} steps.")
         if torch.allclose(got, want, rtol=1e-9, atol=1e-12):
             continue
-        variants = {
-            "the velocity was not rescaled: after a change it still holds steps taken at the old rate. Multiply "
-            "v by new_lr / old_lr whenever the rate changes.": lambda new, old: 1.0,
-            "the velocity was rescaled the wrong way round: it holds η_old x (PyTorch's velocity), so multiply "
-            "it by new_lr / old_lr, not old_lr / new_lr.": lambda new, old: old / new,
-        }
-        for feedback, rescale in variants.items():
-            if torch.allclose(got, _scaled_walk_05(surface, surface.start, lrs, beta, rescale), rtol=1e-9, atol=1e-12):
-                require(False, f"On {case}: {feedback}")
+        variants = [
+            (lambda new, old: 1.0, "the velocity was not rescaled: after a change it still holds steps taken at "
+                                   "the old rate. Multiply v by new_lr / old_lr whenever the rate changes."),
+            (lambda new, old: old / new, "the velocity was rescaled the wrong way round: it holds η_old x "
+                                         "(PyTorch's velocity), so multiply it by new_lr / old_lr, not "
+                                         "old_lr / new_lr."),
+        ]
+        walks = [(_scaled_walk(surface, surface.start, lrs, beta, rescale), feedback) for rescale, feedback in variants]
+        feedback = known_mistake(got, walks, same=lambda a, b: torch.allclose(a, b, rtol=1e-9, atol=1e-12))
+        require(not feedback, f"On {case}: {feedback}")
         first = int((got - want).abs().amax(1).gt(1e-9 * (1 + want.abs().amax(1))).nonzero()[0])
         changes = [i for i in range(1, len(lrs)) if lrs[i] != lrs[i - 1]]
         hint = (" That is before the rate first changes: check the update itself, v ← βv + η∇L then θ ← θ - v "

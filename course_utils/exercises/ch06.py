@@ -1,74 +1,68 @@
 """Exercise checks of chapter 06 validation error."""
 from __future__ import annotations
 
-from .harness import answer, number, passed, require
+import math
+from collections import Counter
 
+import numpy as np
 
-def _first_match_06(value: float, candidates: list[tuple[float, str]], tolerance: float = 1e-6) -> str:
-    """The feedback of the first candidate value that `value` matches, else ''."""
-    return next((feedback for wrong, feedback in candidates if abs(value - wrong) <= tolerance), "")
+from .. import settings, stats, train
+from .harness import answer, known_mistake, number, passed, require
 
 
 EX3_PER_CLASS = 50   # the chapter's exercise 3: a small subset, 50 images per class
 EX3_AUGMENTATIONS = ("RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter")   # crops, flips, colour jitter
-_RANDOM_STEPS_06 = ("Random", "ColorJitter", "AutoAugment", "TrivialAugment", "AugMix", "GaussianBlur",
+_RANDOM_STEPS = ("Random", "ColorJitter", "AutoAugment", "TrivialAugment", "AugMix", "GaussianBlur",
                     "ElasticTransform")
 
 
-def _steps_06(transform) -> list[str]:
+def _steps(transform) -> list[str]:
     """The class names of a transform's steps (v1 or v2 Compose, nested Composes flattened)."""
     inner = getattr(transform, "transforms", None)
     if inner is None:
         return [] if transform is None else [type(transform).__name__]
-    return [name for step in inner for name in _steps_06(step)]
+    return [name for step in inner for name in _steps(step)]
 
 
-def _per_class_06(dataset) -> dict:
+def _per_class(dataset) -> dict:
     """Images per class label of a dataset (DecodedImages' labels, ImageFolder's targets, or Subset)."""
-    from collections import Counter
-
     labels = getattr(dataset, "labels", None) or getattr(dataset, "targets", None)
     if labels is None and hasattr(dataset, "indices") and hasattr(dataset, "dataset"):
-        inner = _per_class_06(dataset.dataset)
+        inner = _per_class(dataset.dataset)
         full = getattr(dataset.dataset, "labels", None) or getattr(dataset.dataset, "targets", None)
         return dict(Counter(int(full[i]) for i in dataset.indices)) if full is not None else inner
     return dict(Counter(int(y) for y in labels)) if labels is not None else {}
 
 
-def check_exercise_3(report, histories, loaders, models, n_val: int, per_class: int | None = None) -> None:
-    """The chapter's exercise 3. For each run, "without" and "with" augmentation: `histories[run]` the
-    History train.fit returned, `loaders[run]` the training loader it used, `models[run]` the trained
-    model, `report[run]` = {"val_acc": best validation accuracy, "gap": train minus val accuracy over
-    the last 3 epochs (stats.curve_summary)}. Verified: the augmented loader's transform has random
-    resized crops, flips and colour jitter, the other none of any random step; both hold `per_class`
-    images per class (default: 50, or the mode's size if smaller); both runs train the same parameters
-    for the same epochs; the reported numbers are those of the histories. `n_val`: validation images."""
-    from .. import settings, stats
-    from ..train import History
+_RUNS = ("without", "with")   # exercise 3's two runs: without and with augmentation
 
-    if per_class is None:
-        per_class = min(EX3_PER_CLASS, settings.images_per_class() or EX3_PER_CLASS)
-    runs = ("without", "with")
+
+def _ex3_answers(report, histories, loaders, models) -> None:
+    """Set-up: four dicts, each with an entry for both runs."""
     for name, value in (("ex3_histories", histories), ("ex3_loaders", loaders), ("ex3_models", models),
                         ("ex3_report", report)):
         answer(value, name)
-        require(isinstance(value, dict) and set(runs) <= set(value),
+        require(isinstance(value, dict) and set(_RUNS) <= set(value),
                 f"`{name}` should be a dict with the keys 'without' and 'with' (augmentation).")
-        for run in runs:
+        for run in _RUNS:
             answer(value[run], f"{name}['{run}']")
-    # the set-up: what each run trained on
-    steps = {run: _steps_06(getattr(getattr(loaders[run], "dataset", None), "transform", None)) for run in runs}
+
+
+def _ex3_loaders(loaders, per_class: int) -> dict:
+    """Set-up: what each run trained on. The augmented loader crops, flips and jitters, the other draws
+    no random step; both hold the same `per_class` images per class. Returns each run's transform steps."""
+    steps = {run: _steps(getattr(getattr(loaders[run], "dataset", None), "transform", None)) for run in _RUNS}
     require(not (set(EX3_AUGMENTATIONS) <= set(steps["without"]) and not
-                 any(s.startswith(_RANDOM_STEPS_06) for s in steps["with"])),
+                 any(s.startswith(_RANDOM_STEPS) for s in steps["with"])),
             "the loader of the run 'without' augmentation crops, flips and jitters, the one 'with' does not: "
             "are the two swapped?")
-    for run in runs:
+    for run in _RUNS:
         loader = loaders[run]
         dataset = getattr(loader, "dataset", None)
         require(dataset is not None, f"ex3_loaders['{run}'] should be the training DataLoader of that run, "
                                      f"not a {type(loader).__name__}.")
         run_steps = steps[run]
-        randoms = [s for s in run_steps if s.startswith(_RANDOM_STEPS_06)]
+        randoms = [s for s in run_steps if s.startswith(_RANDOM_STEPS)]
         if run == "with":
             missing = [s for s in EX3_AUGMENTATIONS if s not in run_steps]
             require(not missing, f"the training transform of the run with augmentation is {run_steps or 'none'}: "
@@ -79,7 +73,7 @@ def check_exercise_3(report, histories, loaders, models, n_val: int, per_class: 
         else:
             require(not randoms, f"the run without augmentation still draws random steps: {', '.join(randoms)}.",
                     hint="augment=False gives the training images the validation preprocessing (centre crop).")
-        counts = _per_class_06(dataset)
+        counts = _per_class(dataset)
         require(counts and set(counts.values()) == {per_class},
                 f"the training set of the run '{run}' holds {counts or 'an unknown number of'} images per class "
                 f"(label: count); the exercise asks for {per_class} per class"
@@ -88,65 +82,89 @@ def check_exercise_3(report, histories, loaders, models, n_val: int, per_class: 
     require(len(loaders["with"].dataset) == len(loaders["without"].dataset) and
             getattr(loaders["with"].dataset, "paths", None) == getattr(loaders["without"].dataset, "paths", None),
             "the two runs train on different images: use the same subset, only the augmentation differs.")
-    # what trains
+    return steps
+
+
+def _ex3_training(models, histories) -> int:
+    """Set-up: two models trained separately, the same parameters, for the same epochs. Returns how
+    many parameter tensors train."""
     require(models["with"] is not models["without"], "ex3_models['with'] and ['without'] are the same model: "
                                                     "train a fresh copy of the pretrained model for each run.")
-    trains = {run: {n for n, p in models[run].named_parameters() if p.requires_grad} for run in runs}
+    trains = {run: {n for n, p in models[run].named_parameters() if p.requires_grad} for run in _RUNS}
     require(trains["with"], "no parameter of the model trained with augmentation has requires_grad: nothing trains.")
     require(trains["with"] == trains["without"],
             f"the two runs train different parameters ({len(trains['without'])} tensors without augmentation, "
             f"{len(trains['with'])} with): apart from the augmentation the set-up must be the same.")
-    for run in runs:
+    for run in _RUNS:
         h = histories[run]
-        require(isinstance(h, History) and h.epochs, f"ex3_histories['{run}'] should be the History that train.fit "
-                                                     f"returned, not a {type(h).__name__}.")
+        require(isinstance(h, train.History) and h.epochs, f"ex3_histories['{run}'] should be the History that "
+                                                           f"train.fit returned, not a {type(h).__name__}.")
     require(histories["with"] is not histories["without"],
             "ex3_histories['with'] and ['without'] are the same run: train twice, once on each loader.")
     require(len(histories["with"].epochs) == len(histories["without"].epochs),
             f"the runs trained for {len(histories['without'].epochs)} (without) and {len(histories['with'].epochs)} "
             f"(with) epochs: give both the same budget.")
-    found = {}
-    for run in runs:
-        other = runs[1 - runs.index(run)]
-        h, entry = histories[run], report[run]
-        require(isinstance(entry, dict) and {"val_acc", "gap"} <= set(entry),
-                f"ex3_report['{run}'] should be a dict with the keys 'val_acc' and 'gap'.")
-        val_acc = number(entry["val_acc"], f"ex3_report['{run}']['val_acc']", "a fraction between 0 and 1")
-        gap = number(entry["gap"], f"ex3_report['{run}']['gap']", "train minus val accuracy")
-        s, last = stats.curve_summary(h), h.epochs[-1]
-        if abs(val_acc - h.best_val_acc) > 1e-6:
-            hint = _first_match_06(val_acc, [
-                (100 * h.best_val_acc, "That is a percentage: give accuracies as fractions."),
-                (last["val_acc"], "That is the last epoch's: report the best epoch's (history.best_val_acc), "
-                                  "whose weights train.fit kept."),
-                (histories[other].best_val_acc, f"That is the '{other}' run's: are the two swapped?"),
-            ]) or "Use history.best_val_acc."
-            require(False, f"ex3_report['{run}']['val_acc'] is {val_acc:.4f}; the run's best validation "
-                           f"accuracy is {h.best_val_acc:.4f}. {hint}")
-        if abs(gap - s["gap"]) > 1e-6:
-            best_row = h.epochs[h.best_epoch - 1]
-            hint = _first_match_06(gap, [
-                (-s["gap"], "The sign is reversed: the gap is train minus val accuracy (positive when the "
-                            "model does better on its training images)."),
-                (100 * s["gap"], "That is in percentage points: give it as a fraction."),
-                (last["train_acc"] - last["val_acc"], "That is the last epoch alone; one epoch is noisy, so the "
-                                                      "gap is averaged over the last 3 (stats.curve_summary)."),
-                (best_row["train_acc"] - best_row["val_acc"], "That is the best epoch's; the gap describes where "
-                                                              "training ended: the last 3 epochs."),
-                (s["val_loss"] - s["train_loss"], "That is a gap between losses; use the accuracies."),
-                (stats.curve_summary(histories[other])["gap"], f"That is the '{other}' run's gap: swapped?"),
-            ]) or "Use stats.curve_summary(history)['gap']."
-            require(False, f"ex3_report['{run}']['gap'] is {gap:+.4f}; the run's gap (train minus val "
-                           f"accuracy, last 3 epochs) is {s['gap']:+.4f}. {hint}")
-        found[run] = (h.best_val_acc, s["gap"])
+    return len(trains["with"])
+
+
+def _ex3_reported(run: str, entry, h, other_history) -> tuple[float, float]:
+    """Numbers: one run's reported best validation accuracy and gap are its history's; (val_acc, gap)."""
+    other = _RUNS[1 - _RUNS.index(run)]
+    require(isinstance(entry, dict) and {"val_acc", "gap"} <= set(entry),
+            f"ex3_report['{run}'] should be a dict with the keys 'val_acc' and 'gap'.")
+    val_acc = number(entry["val_acc"], f"ex3_report['{run}']['val_acc']", "a fraction between 0 and 1")
+    gap = number(entry["gap"], f"ex3_report['{run}']['gap']", "train minus val accuracy")
+    s, last = stats.curve_summary(h), h.epochs[-1]
+    if abs(val_acc - h.best_val_acc) > 1e-6:
+        hint = known_mistake(val_acc, [
+            (100 * h.best_val_acc, "That is a percentage: give accuracies as fractions."),
+            (last["val_acc"], "That is the last epoch's: report the best epoch's (history.best_val_acc), "
+                              "whose weights train.fit kept."),
+            (other_history.best_val_acc, f"That is the '{other}' run's: are the two swapped?"),
+        ]) or "Use history.best_val_acc."
+        require(False, f"ex3_report['{run}']['val_acc'] is {val_acc:.4f}; the run's best validation "
+                       f"accuracy is {h.best_val_acc:.4f}. {hint}")
+    if abs(gap - s["gap"]) > 1e-6:
+        best_row = h.epochs[h.best_epoch - 1]
+        hint = known_mistake(gap, [
+            (-s["gap"], "The sign is reversed: the gap is train minus val accuracy (positive when the "
+                        "model does better on its training images)."),
+            (100 * s["gap"], "That is in percentage points: give it as a fraction."),
+            (last["train_acc"] - last["val_acc"], "That is the last epoch alone; one epoch is noisy, so the "
+                                                  "gap is averaged over the last 3 (stats.curve_summary)."),
+            (best_row["train_acc"] - best_row["val_acc"], "That is the best epoch's; the gap describes where "
+                                                          "training ended: the last 3 epochs."),
+            (s["val_loss"] - s["train_loss"], "That is a gap between losses; use the accuracies."),
+            (stats.curve_summary(other_history)["gap"], f"That is the '{other}' run's gap: swapped?"),
+        ]) or "Use stats.curve_summary(history)['gap']."
+        require(False, f"ex3_report['{run}']['gap'] is {gap:+.4f}; the run's gap (train minus val "
+                       f"accuracy, last 3 epochs) is {s['gap']:+.4f}. {hint}")
+    return h.best_val_acc, s["gap"]
+
+
+def check_exercise_3(report, histories, loaders, models, n_val: int, per_class: int | None = None) -> None:
+    """The chapter's exercise 3. For each run, "without" and "with" augmentation: `histories[run]` the
+    History train.fit returned, `loaders[run]` the training loader it used, `models[run]` the trained
+    model, `report[run]` = {"val_acc": best validation accuracy, "gap": train minus val accuracy over
+    the last 3 epochs (stats.curve_summary)}. Verified: the augmented loader's transform has random
+    resized crops, flips and colour jitter, the other none of any random step; both hold `per_class`
+    images per class (default: 50, or the mode's size if smaller); both runs train the same parameters
+    for the same epochs; the reported numbers are those of the histories. `n_val`: validation images."""
+    if per_class is None:
+        per_class = min(EX3_PER_CLASS, settings.images_per_class() or EX3_PER_CLASS)
+    _ex3_answers(report, histories, loaders, models)
+    steps = _ex3_loaders(loaders, per_class)
+    tensors = _ex3_training(models, histories)
+    found = {run: _ex3_reported(run, report[run], histories[run], histories[_RUNS[1 - _RUNS.index(run)]])
+             for run in _RUNS}
     (acc_without, gap_without), (acc_with, gap_with) = found["without"], found["with"]
     low, high = stats.wilson_interval(round(acc_with * n_val), n_val)
     images = round((acc_with - acc_without) * n_val)
     verdict = (f"augmentation narrowed the gap by {gap_without - gap_with:.3f}" if gap_with < gap_without else
                f"augmentation did not narrow the gap here ({gap_without:+.3f} -> {gap_with:+.3f})")
-    randoms = [s for s in steps["with"] if s.startswith(_RANDOM_STEPS_06)]
+    randoms = [s for s in steps["with"] if s.startswith(_RANDOM_STEPS)]
     passed(f"{per_class} images per class; with: {', '.join(randoms)}; "
-           f"without: no random step; {len(trains['with'])} parameter tensors train in both. Without "
+           f"without: no random step; {tensors} parameter tensors train in both. Without "
            f"augmentation: val {acc_without:.3f}, gap {gap_without:+.3f}; with: val {acc_with:.3f}, gap "
            f"{gap_with:+.3f}. {verdict.capitalize()}; validation accuracy moved by {images:+d} of {n_val} images, "
            f"against a 95% interval of [{low:.3f}, {high:.3f}] for one run's accuracy: compare with section 4 "
@@ -157,10 +175,6 @@ def check_06_images_needed(images_needed, accuracy: float, n_val: int, half_widt
                            confidence: float = 0.95) -> None:
     """Validation images for a `confidence` interval of +-`half_width` around an accuracy near `accuracy`
     (the normal interval's half-width z sqrt(p (1 - p) / n), solved for n); `n_val`: the images used now."""
-    import math
-
-    from .. import stats
-
     n = number(images_needed, "images_needed", "a number of images")
     z, p = stats.z_value(confidence), accuracy
 
@@ -176,7 +190,7 @@ def check_06_images_needed(images_needed, accuracy: float, n_val: int, half_widt
                f"({needed(p=0.5):,}) the most.")
         return
     require(n >= 1, f"images_needed is {n:g}: it should be a number of images (at least 1).")
-    hint = _first_match_06(n, [
+    hint = known_mistake(n, [
         (needed(p=0.5), f"That is the worst case, p = 0.5, where p (1 - p) is largest: a safe bound, but at "
                         f"an accuracy of {p:.3f} fewer images do. Use p = the measured accuracy."),
         (needed(h=half_width / 2), f"That sizes an interval {half_width:g} wide in all (+-{half_width / 2:g}). "
@@ -196,10 +210,6 @@ def check_06_images_needed(images_needed, accuracy: float, n_val: int, half_widt
 
 def mystery_histories_06() -> dict:
     """Three made-up but typical training histories (15 epochs each) for practice 06.b, keys 'A', 'B', 'C'."""
-    import numpy as np
-
-    from ..train import History
-
     rng = np.random.default_rng(6)
     t = np.arange(1, 16)
     settle = 1 - np.exp(-t / 3)                              # 0 -> 1 over the first few epochs
@@ -215,7 +225,7 @@ def mystery_histories_06() -> dict:
     for key, columns in curves.items():
         noisy = {k: np.clip(v + rng.normal(0, 0.008, len(t)), 0, 1 if k.endswith("acc") else None)
                  for k, v in columns.items()}
-        h = History(epochs=[dict(epoch=int(e), lr=0.01, seconds=0.0, **{k: float(v[i]) for k, v in noisy.items()})
+        h = train.History(epochs=[dict(epoch=int(e), lr=0.01, seconds=0.0, **{k: float(v[i]) for k, v in noisy.items()})
                             for i, e in enumerate(t)])
         best = max(h.epochs, key=lambda row: (row["val_acc"], -row["val_loss"]))
         h.best_epoch, h.best_val_acc = best["epoch"], best["val_acc"]
@@ -224,9 +234,7 @@ def mystery_histories_06() -> dict:
 
 
 def check_06_diagnoses(my_diagnoses, histories) -> None:
-    """`answer`: {key: "underfitting" | "overfitting" | "good fit"} for each of `histories`."""
-    from .. import stats
-
+    """`my_diagnoses`: {key: "underfitting" | "overfitting" | "good fit"} for each of `histories`."""
     answer(my_diagnoses, "my_diagnoses")
     require(isinstance(my_diagnoses, dict) and set(my_diagnoses) == set(histories),
              f"`my_diagnoses` should be a dict with one entry per history: keys {sorted(histories)}.")

@@ -6,7 +6,15 @@
 """
 from __future__ import annotations
 
-from .harness import ExerciseError, answer, call, number, passed, require
+import copy
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .. import shift, train
+from .harness import ExerciseError, answer, call, number, passed, require, same_accuracy
 
 SHIFTS = ("grayscale", "noise", "colour")   # the chapter's three: grayscale, noise, extreme colour shifts
 
@@ -19,12 +27,8 @@ class _NoLabels:
                             "labels. Hint: take only the images of each batch (`images = batch[0]`).")
 
 
-def _tiny_07():
-    from collections import OrderedDict
-
-    import torch
-    from torch import nn
-
+def _tiny_bn_model():
+    """A small seeded model with two BatchNorm layers, and three unlabelled batches far from its statistics."""
     torch.manual_seed(0)
     block = lambda cin, cout: nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())  # noqa: E731
     model = nn.Sequential(OrderedDict(features=nn.Sequential(block(3, 4), block(4, 8)), pool=nn.AdaptiveAvgPool2d(1),
@@ -46,25 +50,12 @@ def _accuracies(values, name: str, kinds) -> dict:
 
 # --- the chapter's exercise 6 ---------------------------------------------------------------------
 
-def _channel_means(images) -> "torch.Tensor":
-    import torch
+def _channel_means(images) -> torch.Tensor:
     return torch.stack([im.float().mean((1, 2)) for im in images])   # (N, 3), pixel levels 0..255
 
 
-def check_exercise_6(val_shifted: dict, shifted_acc: dict, recovered: dict, recovered_acc: dict, source,
-                     eval_images, train_loader, batch_size: int = 32) -> None:
-    """The chapter's exercise 6: `val_shifted` maps "grayscale", "noise" and "colour" to the evaluation
-    images shifted that way (a `data.DecodedImages` holding the shifted uint8 images, labels unchanged);
-    `shifted_acc[kind]` is the source model's accuracy on them; `recovered[kind]` a model after a strategy
-    (AdaBN, matched augmentation...) for at least one kind, `recovered_acc[kind]` its accuracy on the same
-    shifted images. Verified on the data itself (each shift is what it is named), on `train_loader` (the
-    training images are not shifted) and by recomputing every accuracy with the models given."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from .. import train
-
-    val_shifted = answer(val_shifted, "val_shifted")
+def _ex6_shifted_sets(val_shifted, eval_images) -> None:
+    """Set-up: one DecodedImages per shift, every evaluation image in order, new uint8 tensors."""
     require(isinstance(val_shifted, dict), f"`val_shifted` should be a dict {{kind: shifted images}}, not a "
                                            f"{type(val_shifted).__name__}.")
     missing = [k for k in SHIFTS if k not in val_shifted]
@@ -89,6 +80,11 @@ def check_exercise_6(val_shifted: dict, shifted_acc: dict, recovered: dict, reco
                             f"you changed the originals in place (e.g. `image.mul_`, `image[:] = ...`), so the clean "
                             f"images (and every chapter sharing them) are shifted too.",
                 hint="build a new tensor per image (`x = image.float() / 255` ... `.to(torch.uint8)`)")
+
+
+def _ex6_named_shifts(val_shifted, clean) -> tuple[float, float]:
+    """Numbers: each shift is what it is named (gray: equal channels; noise: strong and per pixel; colour:
+    channel means moved, still in colour). Returns (noise levels per pixel, colour move)."""
     gray, noisy, coloured = (val_shifted[k].images for k in SHIFTS)
     spread = max((g.int().amax(0) - g.int().amin(0)).max().item() for g in gray)
     require(spread <= 2, f"Grayscale images have equal channels (R = G = B); in yours the channels of a pixel differ "
@@ -111,6 +107,11 @@ def check_exercise_6(val_shifted: dict, shifted_acc: dict, recovered: dict, reco
                          f"images of the largest channel's move): an extreme colour shift moves them by tens.",
             hint="e.g. swap or rotate channels, or multiply one channel strongly and another weakly")
     require(spread > 2, "Some colour-shifted images are gray: a colour shift keeps colour (that was the grayscale one).")
+    return size, moved
+
+
+def _ex6_training_untouched(train_loader) -> None:
+    """Set-up: the training loader keeps the preset's preprocessing and unshifted images."""
     steps = getattr(getattr(train_loader.dataset, "transform", None), "transforms", [])
     foreign = [type(s).__name__ for s in steps if not type(s).__module__.startswith("torchvision")]
     require(not foreign, f"The training loader's preprocessing has a step that is not the preset's ({', '.join(foreign)}): "
@@ -120,15 +121,10 @@ def check_exercise_6(val_shifted: dict, shifted_acc: dict, recovered: dict, reco
     require(train_gray < 0.5 * len(train_loader.dataset.images),
             f"{train_gray} of the training images are gray: the training images were shifted (in place?).",
             hint="shift copies of the validation images only")
-    reported = _accuracies(shifted_acc, "shifted_acc", SHIFTS)
-    n = len(clean)
-    measured = {k: train.accuracy(source, DataLoader(val_shifted[k], batch_size=batch_size)) for k in SHIFTS}
-    for kind in SHIFTS:
-        require(abs(reported[kind] - measured[kind]) <= 1.5 / n,
-                f"`shifted_acc[{kind!r}]` is {reported[kind]:.3f}, but the source model scores {measured[kind]:.3f} "
-                f"on your `val_shifted[{kind!r}]`.",
-                hint="measure `train.accuracy(source, DataLoader(val_shifted[kind], batch_size=BATCH_SIZE))` before "
-                     "adapting anything; adapt a copy (`copy.deepcopy(source)`), never `source` itself")
+
+
+def _ex6_recovered(recovered, recovered_acc, source, val_shifted, measured: dict, n: int, batch_size: int) -> list:
+    """Numbers: each recovered model is a changed copy whose reported accuracy it reaches; one line each."""
     recovered = answer(recovered, "recovered")
     require(isinstance(recovered, dict) and len(recovered) >= 1 and set(recovered) <= set(SHIFTS),
             f"`recovered` should be a dict {{kind: model after your strategy}} for at least one of {SHIFTS}.")
@@ -140,14 +136,39 @@ def check_exercise_6(val_shifted: dict, shifted_acc: dict, recovered: dict, reco
         require(set(ref) != set(mine) or any(not torch.equal(ref[k].cpu(), mine[k].cpu()) for k in ref),
                 f"`recovered[{kind!r}]` has exactly the source model's weights and statistics: no strategy was applied.")
         acc = train.accuracy(model, DataLoader(val_shifted[kind], batch_size=batch_size))
-        require(abs(again[kind] - acc) <= 1.5 / n,
+        require(same_accuracy(again[kind], acc, n),
                 f"`recovered_acc[{kind!r}]` is {again[kind]:.3f}, but `recovered[{kind!r}]` scores {acc:.3f} on "
                 f"`val_shifted[{kind!r}]`.", hint="measure the recovered model on the same shifted evaluation images")
         lines.append(f"{kind} {measured[kind]:.3f} -> {acc:.3f} ({round((acc - measured[kind]) * n):+d} images)")
+    return lines
+
+
+def check_exercise_6(val_shifted: dict, shifted_acc: dict, recovered: dict, recovered_acc: dict, source,
+                     eval_images, train_loader, batch_size: int = 32) -> None:
+    """The chapter's exercise 6: `val_shifted` maps "grayscale", "noise" and "colour" to the evaluation
+    images shifted that way (a `data.DecodedImages` holding the shifted uint8 images, labels unchanged);
+    `shifted_acc[kind]` is the source model's accuracy on them; `recovered[kind]` a model after a strategy
+    (AdaBN, matched augmentation...) for at least one kind, `recovered_acc[kind]` its accuracy on the same
+    shifted images. Verified on the data itself (each shift is what it is named), on `train_loader` (the
+    training images are not shifted) and by recomputing every accuracy with the models given."""
+    val_shifted = answer(val_shifted, "val_shifted")
+    _ex6_shifted_sets(val_shifted, eval_images)
+    size, moved = _ex6_named_shifts(val_shifted, eval_images.images)
+    _ex6_training_untouched(train_loader)
+    reported = _accuracies(shifted_acc, "shifted_acc", SHIFTS)
+    n = len(eval_images.images)
+    measured = {k: train.accuracy(source, DataLoader(val_shifted[k], batch_size=batch_size)) for k in SHIFTS}
+    for kind in SHIFTS:
+        require(same_accuracy(reported[kind], measured[kind], n),
+                f"`shifted_acc[{kind!r}]` is {reported[kind]:.3f}, but the source model scores {measured[kind]:.3f} "
+                f"on your `val_shifted[{kind!r}]`.",
+                hint="measure `train.accuracy(source, DataLoader(val_shifted[kind], batch_size=BATCH_SIZE))` before "
+                     "adapting anything; adapt a copy (`copy.deepcopy(source)`), never `source` itself")
+    lines = _ex6_recovered(recovered, recovered_acc, source, val_shifted, measured, n, batch_size)
     passed(f"the three shifts are what they are named (gray: equal channels; noise: {size:.0f} levels per pixel; "
            f"colour: channel means moved {moved:.0f} levels), training images untouched; source model on the shifted "
            f"evaluation images: " + ", ".join(f"{k} {measured[k]:.3f}" for k in SHIFTS)
-           + f"; after your strategy: " + ", ".join(lines) + f" (one image = {1 / n:.3f}).")
+           + "; after your strategy: " + ", ".join(lines) + f" (one image = {1 / n:.3f}).")
 
 
 # --- Practice 07.a and 07.b -----------------------------------------------------------------------
@@ -156,18 +177,11 @@ def check_07_adabn(my_adabn, adapted_acc, reference_acc: float, n_eval: int) -> 
     """Practice 07.a: `my_adabn(model, loader)` re-estimates BatchNorm statistics on the loader's images,
     without labels or gradient steps, and returns the model. Tried on a small model against
     `shift.adabn`, then `adapted_acc` (your function on the chapter's domain) against `reference_acc`."""
-    import copy
-
-    import torch
-    from torch import nn
-
-    from .. import shift
-
     answer(my_adabn, "my_adabn")
     acc = number(adapted_acc, "my_adabn_acc", "the adapted model's accuracy")
-    model, batches = _tiny_07()
+    model, batches = _tiny_bn_model()
     weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
-    expected = shift.adabn(copy.deepcopy(model), [(x, None) for x, _ in batches], torch.device("cpu"))
+    expected = shift.adabn(copy.deepcopy(model), [x for x, _ in batches], torch.device("cpu"))   # images only
     model.train()  # the function must leave it in eval mode whatever it got
     result = call(my_adabn, "my_adabn", model, batches, hint="on a small test model with BatchNorm layers")
     require(result is model, "`my_adabn` should return the model it was given (adapted in place).")
@@ -193,7 +207,7 @@ def check_07_adabn(my_adabn, adapted_acc, reference_acc: float, n_eval: int) -> 
             hint="reset them first (`m.reset_running_stats()`) and average over all batches with `m.momentum = None` "
                  "(a cumulative average); with the default momentum 0.1 they move only a tenth of the way per batch "
                  "from the old (source) values")
-    require(abs(acc - reference_acc) <= 1.5 / n_eval,
+    require(same_accuracy(acc, reference_acc, n_eval),
             f"your adapted model's accuracy is {acc:.3f}, but `shift.adabn` gives {reference_acc:.3f} on the same "
             f"evaluation images.", hint="adapt a copy of the source model (`copy.deepcopy(source)`) on the adaptation "
                                         "half's corrupted images, and measure it on the evaluation half's")
@@ -206,12 +220,6 @@ def check_07_adabn_images(curve: dict, source, adapt_images, eval_loader, kind: 
     """Practice 07.b: `curve` maps a number of unlabelled target images per class to the accuracy of the
     source model adapted (AdaBN) on that many. Every entry is recomputed (an AdaBN pass over a few
     images and one pass over the evaluation half each)."""
-    import copy
-
-    from torch.utils.data import DataLoader
-
-    from .. import shift, train
-
     curve = answer(curve, "adabn_curve")
     require(isinstance(curve, dict) and len(curve) >= 3,
             f"`adabn_curve` should be a dict {{images per class: accuracy}} with at least three sizes, not "
@@ -226,7 +234,7 @@ def check_07_adabn_images(curve: dict, source, adapt_images, eval_loader, kind: 
         few = shift.take(adapt_images, n, seed=0)
         model = shift.adabn(copy.deepcopy(source), shift.shifted(DataLoader(few, batch_size=batch_size), kind, severity))
         expected = train.accuracy(model, target_eval)
-        require(abs(values[n] - expected) <= 1.5 / n_eval,
+        require(same_accuracy(values[n], expected, n_eval),
                 f"with {n} image(s) per class the check gets {expected:.3f}, you have {values[n]:.3f}.",
                 hint=f"use `shift.take(adapt_images, {n}, seed=0)`, a loader with batch_size={batch_size} (no "
                      f"shuffling), the {kind!r} corruption at severity {severity} through `shift.shifted`, and a "

@@ -2,13 +2,15 @@
 08.c (a deployment gate)."""
 from __future__ import annotations
 
-from .harness import ExerciseError, answer, call, passed, require
+import torch
+from torch import nn
+
+from .. import online
+from .harness import answer, call, known_mistake, passed, require
 
 
-def _fill_08(buffer_class, capacity: int, n: int, chunk: int, seed: int):
+def _filled_buffer(buffer_class, capacity: int, n: int, chunk: int, seed: int):
     """A buffer of `capacity` offered examples 0..n-1 (x = [i], y = i % 2) in chunks of `chunk`."""
-    import torch
-
     buffer = call(buffer_class, getattr(buffer_class, "__name__", "MyReplayBuffer"), capacity, seed)
     for start in range(0, n, chunk):
         ids = torch.arange(start, min(start + chunk, n))
@@ -24,10 +26,8 @@ def _fill_08(buffer_class, capacity: int, n: int, chunk: int, seed: int):
 def check_08_replay_buffer(buffer_class) -> None:
     """Practice 08.a: `buffer_class(capacity, seed)` with `add((x, y))`, `len()` and `sample(n) -> (x, y)`
     keeps a uniform random sample of everything offered (reservoir sampling). Tried on numbered examples."""
-    import torch
-
     answer(buffer_class, "MyReplayBuffer")
-    buffer = _fill_08(buffer_class, capacity=20, n=200, chunk=7, seed=0)
+    buffer = _filled_buffer(buffer_class, capacity=20, n=200, chunk=7, seed=0)
     x, y = call(buffer.sample, "buffer.sample", 8)
     require(isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and len(x) == len(y) == 8,
              f"`sample(8)` should return (inputs, labels), two tensors of 8 rows; got {type(x).__name__} and "
@@ -45,7 +45,7 @@ def check_08_replay_buffer(buffer_class) -> None:
     # Reservoir sampling keeps every example with the same probability: as many from the first half as the second.
     early = []
     for seed in range(40):
-        held, _ = _fill_08(buffer_class, capacity=20, n=200, chunk=7, seed=seed).sample(20)
+        held, _ = _filled_buffer(buffer_class, capacity=20, n=200, chunk=7, seed=seed).sample(20)
         early.append((held[:, 0] < 100).float().mean().item())
     share = sum(early) / len(early)
     require(share > 0.02, f"Only {share:.0%} of what your buffer holds comes from the first half of the stream: it keeps "
@@ -65,11 +65,6 @@ def check_08_replay_buffer(buffer_class) -> None:
 def check_08_ewc_penalty(penalty_fn) -> None:
     """Practice 08.b: `penalty_fn(model, fisher, anchor)` = sum over the parameters named in `fisher` of
     F * (theta - anchor)^2 (no 1/2: the strength takes care of it), differentiable."""
-    import torch
-    from torch import nn
-
-    from .. import online
-
     answer(penalty_fn, "my_ewc_penalty")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
@@ -90,17 +85,20 @@ def check_08_ewc_penalty(penalty_fn) -> None:
     unweighted = sum(((named[n] - anchor[n]) ** 2).sum().item() for n in fisher)
     absolute = sum((fisher[n] * (named[n] - anchor[n]).abs()).sum().item() for n in fisher)
     everything = sum((fisher.get(n, torch.ones_like(p)) * (p - anchor[n]) ** 2).sum().item() for n, p in named.items())
-    hints = [(right / 2, "half the right value: leave out the 1/2 here (the EWC criterion multiplies by strength / 2)"),
-             (right * 2, "twice the right value: no factor 2"),
-             (unweighted, "the unweighted squared distance: weight each parameter's (theta - anchor)^2 by its Fisher value"),
-             (absolute, "F * |theta - anchor|: the distance should be squared"),
-             (everything, "it includes a parameter that has no Fisher value: sum only over the names in `fisher`")]
+    mistakes = [
+        (right / 2, "half the right value: leave out the 1/2 here (the EWC criterion multiplies by strength / 2)"),
+        (right * 2, "twice the right value: no factor 2"),
+        (unweighted, "the unweighted squared distance: weight each parameter's (theta - anchor)^2 by its Fisher value"),
+        (absolute, "F * |theta - anchor|: the distance should be squared"),
+        (everything, "it includes a parameter that has no Fisher value: sum only over the names in `fisher`"),
+    ]
+    relative = lambda a, b: abs(a - b) <= 1e-4 * max(1.0, abs(b))  # noqa: E731
     if abs(value - right) > 1e-4 * max(1.0, abs(right)):
-        for wrong, hint in hints:
-            if abs(value - wrong) <= 1e-4 * max(1.0, abs(wrong)) and abs(wrong - right) > 1e-6:
-                raise ExerciseError(f"Not yet: your penalty is {value:.4f}, {hint} (expected {right:.4f}).")
-        raise ExerciseError(f"Not yet: your penalty is {value:.4f}; expected {right:.4f} = sum over the parameters n in `fisher` "
-                            f"of (fisher[n] * (theta_n - anchor[n]) ** 2).sum().")
+        hint = known_mistake(value, [(wrong, hint) for wrong, hint in mistakes if abs(wrong - right) > 1e-6],
+                             same=relative)
+        require(not hint, f"your penalty is {value:.4f}, {hint} (expected {right:.4f}).")
+        require(False, f"your penalty is {value:.4f}; expected {right:.4f} = sum over the parameters n in `fisher` "
+                       f"of (fisher[n] * (theta_n - anchor[n]) ** 2).sum().")
     require(getattr(mine, "requires_grad", False),
              "Your penalty has the right value but no gradient: compute it from the model's parameters themselves "
              "(not .detach(), .item() or .data copies), so that training can push the weights back.")

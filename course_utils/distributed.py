@@ -21,6 +21,7 @@ not change at all.
 """
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Iterator
 
@@ -29,6 +30,11 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
 from . import settings
+
+
+# How long a rank waits for the others at a collective: long enough for one process to decode a large
+# dataset into its disk cache while the others wait (tools/train.py), e.g. Food-101's 101,000 images.
+TIMEOUT = datetime.timedelta(minutes=60)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -68,7 +74,7 @@ def init(device: torch.device | None = None) -> bool:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
     return active()
 
 

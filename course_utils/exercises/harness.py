@@ -8,7 +8,12 @@ in the same shape everywhere:
     Not yet: <what is wrong, with the numbers>. Hint: <what to look at>
     Correct: <what was verified, with the numbers>      printed when every condition holds
 
-    from .harness import answer, call, known_mistake, number, passed, require, same_accuracy
+A check reads its answers (`answer`, `number`, `call`), states its conditions (`require`), names the
+usual wrong answers once (`known_mistake`: a catalogue of (wrong answer, feedback) pairs) and compares
+accuracies in images (`same_accuracy`). A long check is split into named sub-checks: set-up (what the
+student ran), numbers (what it gives), verdict (`passed`).
+
+    from .harness import call, number, passed, require
 
     def check_01_example(my_fn, my_acc):
         acc = number(my_acc, "my_acc", "a fraction between 0 and 1")

@@ -46,8 +46,8 @@ def chapter(title: str = "# 01 · A chapter"):
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
 
 
-def claims(n: int, chapter: str = "01") -> list[ledger.Claim]:
-    return [ledger.Claim(f"claim {chapter}.{i}", "94.77%" if i else "", f"0.9{i}", i % 2 == 0 if i else None,
+def claims(n: int, chapter: str = "01") -> list[ledger.Record]:
+    return [ledger.Record(f"claim {chapter}.{i}", "94.77%" if i else "", f"0.9{i}", i % 2 == 0 if i else None,
                          "efficientnet_lite0", "fast") for i in range(n)]
 
 

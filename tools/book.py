@@ -99,7 +99,7 @@ def stamp_cell(info: dict):
     return nbformat.v4.new_markdown_cell(f"```{{note}}\n{stamp(info)}\n```", metadata={"course_stamp": True})
 
 
-def ledger_page(claims: dict[str, list[ledger.Claim]], info: dict, chapters_table: str = "") -> str:
+def ledger_page(claims: dict[str, list[ledger.Record]], info: dict, chapters_table: str = "") -> str:
     """The chapter-against-measured ledger of a run as a Markdown page: the run's facts, then each
     chapter's records (claim, chapter says, measured, model, verdict), then the totals."""
     models = sorted({c.model for records in claims.values() for c in records})
@@ -197,7 +197,7 @@ def describe_run(fast: bool) -> dict:
             "precision": precision(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def run_info(run: Path, claims: dict[str, list[ledger.Claim]], solutions: bool) -> dict:
+def run_info(run: Path, claims: dict[str, list[ledger.Record]], solutions: bool) -> dict:
     """What the book says about its run: recorded in the run folder if tools/book.py made it; for a
     folder `make measure` made, the mode comes from its ledger and the rest is described now."""
     recorded = run / RUN_INFO
@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out.resolve()
     start = time.perf_counter()
+    code = 0
     if args.run:
         run = args.run.resolve()
         if not run.is_dir():
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         # The inline backend: plt.show() puts each figure into the notebook, as in JupyterLab (Agg would not).
         code = subprocess.run(command, env=dict(os.environ, MPLBACKEND=INLINE)).returncode
         if code != 0:
-            print(f"Some chapter failed or timed out (see above): the book shows what ran, errors included.")
+            print("Some chapter failed or timed out (see above): the book shows what ran, errors included.")
     ran = time.perf_counter() - start
     facts = build(run, out, args.solutions)
     html = out / "html"
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     broken = [f"{name}: {e}" for name, c in facts["chapters"].items() for e in c["errors"]]
     for line in broken:
         print(f"  error output in {line}")
-    return 1 if broken else 0
+    return 1 if broken or code else 0
 
 
 if __name__ == "__main__":

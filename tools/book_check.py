@@ -94,7 +94,7 @@ def link_problems(pages: dict[Path, dict], site: Path) -> list[str]:
     return sorted(set(problems))
 
 
-def ledger_problems(rows: list[str], claims: list[ledger.Claim]) -> list[str]:
+def ledger_problems(rows: list[str], claims: list[ledger.Record]) -> list[str]:
     """The records of the run that no table row of the ledger page shows (claim and measured)."""
     missing = []
     for c in claims:

@@ -40,7 +40,7 @@ def chapter(title: str = "# 01 · A chapter"):
                  outputs=[nbformat.v4.new_output("stream", text="All 3 checks pass: 0.001\n")])
     return nbformat.v4.new_notebook(cells=[
         md(title), code("plt.plot([1, 2]); plt.show()", outputs=[figure_output()]),
-        code("print('accuracy 0.95')", outputs=[nbformat.v4.new_output("stream", text="accuracy 0.95\n")]),
+        code("# NBVAL_CHECK_OUTPUT\nprint('accuracy 0.95')", outputs=[nbformat.v4.new_output("stream", text="accuracy 0.95\n")]),
         md("Your answer:\n### BEGIN SOLUTION\nThe small rate, because it is the answer.\n### END SOLUTION"),
         solution, check],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
@@ -74,6 +74,7 @@ def test_student_view_strips_solutions_as_the_student_copies_do_and_drops_their_
     assert "YOUR ANSWER HERE" in view.cells[3].source
     assert view.cells[4].outputs == [] and view.cells[5].outputs == []     # solution and its check
     assert len(view.cells[1].outputs) == 1 and view.cells[2].outputs[0]["text"] == "accuracy 0.95\n"
+    assert view.cells[2].source == "print('accuracy 0.95')", "the tests' marker is not the reader's"
     assert SECRET in nb.cells[4].source and nb.cells[5].outputs, "the run's notebook is left unchanged"
     assert book.figures(nb) == 2 and book.figures(view) == 1
 
@@ -165,7 +166,8 @@ def test_build_makes_a_site_of_the_run_with_the_student_view(tmp_path):
     for name in ("index", "settings", "instructors", "troubleshooting", "package", "measurements", "setup"):
         assert (html / f"{name}.html").exists(), name
     saved = json.loads((html / "book.json").read_text())
-    assert saved["chapters"]["01_first"] == {"figures": 1, "figures_run": 2, "errors": [], "records": 3}
+    assert saved["chapters"]["01_first"] == {"figures": 1, "figures_run": 2, "errors": [], "records": 3,
+                                                "widgets": False}
     assert not [p for p in (html / "_sources").rglob("*") if p.is_file()], "no copy of the notebooks"
 
 
@@ -193,3 +195,13 @@ def test_ledger_rows_must_show_every_record():
     assert book_check.ledger_problems(rows, records) == []
     missing = book_check.ledger_problems(rows[:1] + rows[2:], records)
     assert missing == ["ledger page: no row for chapter record 'claim 01.1' (measured 0.91)"]
+
+
+def test_only_the_known_console_messages_are_benign():
+    cdn = "Failed to load resource: net::ERR_NAME_NOT_RESOLVED (https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@1.0.6/dist/embed-amd.js)"
+    theme = "Got invalid theme mode: . Resetting to auto. (file:///x/html/_static/scripts/pydata-sphinx-theme.js?digest=9)"
+    assert book_check.benign_reason(cdn) and book_check.benign_reason(theme)
+    for message in ("Failed to load resource: net::ERR_FILE_NOT_FOUND (file:///x/html/_images/fig.png)",
+                    "Failed to load resource: net::ERR_NAME_NOT_RESOLVED (https://example.org/tracker.js)",
+                    "Uncaught TypeError: x is undefined"):
+        assert book_check.benign_reason(message) is None, message

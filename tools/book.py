@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 from course_utils import ledger  # noqa: E402
 from student import BEGIN, strip_solutions  # noqa: E402  (tools/student.py)
+from notebooks import MARK as NBVAL_MARK  # noqa: E402  (tools/notebooks.py)
 
 DOCS = REPO / "docs"
 RUN_INFO = "book-run.json"  # what tools/book.py records in a run folder it made
@@ -73,6 +74,8 @@ def student_view(nb, solutions: bool = False):
         if cell.cell_type == "code" and (is_solution(cell) or is_check(cell)):
             cell.outputs = []
         cell.source = strip_solutions(cell.source, markdown=cell.cell_type == "markdown")
+        if cell.cell_type == "code":  # the tests' marker (tools/notebooks.py) says nothing to a reader
+            cell.source = "\n".join(line for line in cell.source.split("\n") if line.strip() != f"# {NBVAL_MARK}")
     return nb
 
 
@@ -240,7 +243,8 @@ def assemble(run: Path, src: Path, solutions: bool) -> dict:
         view.cells.insert(1 if view.cells and view.cells[0].cell_type == "markdown" else 0, stamp_cell(info))
         nbformat.write(view, src / "chapters" / path.name)
         facts["chapters"][path.stem] = {"figures": figures(view), "figures_run": figures(nb),
-                                        "errors": errors(nb), "records": len(claims[path.name[:2]])}
+                                        "errors": errors(nb), "records": len(claims[path.name[:2]]),
+                                        "widgets": bool(view.metadata.get("widgets"))}
     report = run / "report.md"
     table = chapters_table(report.read_text(encoding="utf-8")) if report.exists() else ""
     (src / "ledger.md").write_text(ledger_page(claims, info, table), encoding="utf-8")

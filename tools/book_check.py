@@ -8,7 +8,9 @@ Debian's Chromium driven by Playwright (tools/browser_check.py's set-up) and che
 
 - every chapter of the run has its page, and each shows as many figures (images in cell outputs,
   each loaded: a non-zero natural width) as the student's view of the executed notebook holds;
-- no error output (a traceback) on any chapter page, and no JavaScript error on any page;
+- no error output (a traceback) on any chapter page, and no JavaScript error on any page (BENIGN
+  lists the known ones, with the reason);
+- a chapter whose run saved its widgets' state carries it (drawn by the widget manager, from a CDN);
 - every internal link and image points at a file of the site, and a link's #anchor at an element
   of its page;
 - every page carries the stamp of the commit and mode that produced it;
@@ -35,7 +37,12 @@ from course_utils import ledger  # noqa: E402
 
 # Console messages known to be harmless, each with the reason. Everything else fails.
 BENIGN: list[tuple[re.Pattern, str]] = [
-    (re.compile(r"^Got invalid theme mode: \. Resetting to auto\.$"),
+    (re.compile(r"^Failed to load resource: net::ERR_[A-Z_]+ \(https://(cdnjs\.cloudflare\.com/ajax/libs/require\.js/|"
+                r"cdn\.jsdelivr\.net/npm/@jupyter-widgets/html-manager@)"),
+     "a chapter with widgets loads the widget manager that draws their saved state from a CDN (MyST-NB's "
+     "default); without internet the page shows no widget there, and the chapter's figures show the same "
+     "function"),
+    (re.compile(r"^Got invalid theme mode: \. Resetting to auto\. \(file://\S+/_static/scripts/pydata-sphinx-theme\.js"),
      "pydata-sphinx-theme (under the book theme) logs it on the first page opened, before the reader "
      "has chosen light or dark: it then follows the system's choice"),
 ]
@@ -53,6 +60,7 @@ READ_PAGE = """() => {
     ids: [...document.querySelectorAll('[id]')].map(e => e.id),
     text: document.body.innerText,
     rows: [...document.querySelectorAll('article table tr')].map(r => r.innerText),
+    widget_state: document.querySelectorAll('script[type="application/vnd.jupyter.widget-state+json"]').length,
   };
 }"""
 
@@ -122,7 +130,9 @@ def check(site: Path, screenshots: Path | None) -> list[str]:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         js_errors: list[str] = []
         page.on("pageerror", lambda error: js_errors.append(str(error)))
-        page.on("console", lambda message: js_errors.append(message.text) if message.type == "error" else None)
+        page.on("console", lambda message: js_errors.append(
+            message.text + (f" ({message.location['url']})" if message.location.get("url") else ""))
+            if message.type == "error" else None)
         for path in html_files:
             js_errors.clear()
             page.goto(path.as_uri(), wait_until="load")
@@ -148,6 +158,8 @@ def check(site: Path, screenshots: Path | None) -> list[str]:
             failures.append(f"chapter {stem}: {seen['figures']} figure(s) on the page, {chapter['figures']} in the notebook")
         failures += [f"chapter {stem}: figure not loaded: {src}" for src in seen["unloaded"]]
         failures += [f"chapter {stem}: error output: {text}" for text in seen["tracebacks"]]
+        if chapter.get("widgets") and not seen["widget_state"]:
+            failures.append(f"chapter {stem}: the run saved its widgets' state, the page does not carry it")
         failures += [f"chapter {stem}: the executed notebook has an error: {e}" for e in chapter["errors"]]
     run = Path(facts["run"])
     claims = [c for stem in facts["chapters"] for c in ledger.read(run / f"{stem[:2]}.jsonl")]

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import course_utils
-from course_utils import checkpoint, data, features, finetune, online, optimizers, shift, train, zoo
+from course_utils import checkpoint, data, distributed, features, finetune, online, optimizers, shift, train, zoo
 from course_utils.data import Preset
 
 CPU = torch.device("cpu")
@@ -87,6 +87,12 @@ def _stream(m, tmp_path):
     online.deployment_loop(m, stream, lambda b: (x[b.indices], y[b.indices]), tune, validate, online.Gate(), min_new=4)
 
 
+def _best(m):
+    best = train.Best(m)
+    best.offer(dict(epoch=1, val_acc=1.0, val_loss=0.0), m)
+    best.restore(m)
+
+
 def _ewc(m, tmp_path):
     x, y = images(8)
     ewc = online.EWC(m, (x, y), strength=1.0)
@@ -103,6 +109,7 @@ CALLS = {
     "train.outputs": lambda m, p: train.outputs(m, loader(), CPU),
     "train.predict": lambda m, p: train.predict(m, loader(), CPU),
     "train.accuracy": lambda m, p: (train.accuracy(m, loader(), CPU), train.accuracy(m, images(), CPU)),
+    "train.Best": lambda m, p: _best(m),
     "train.check_outputs": lambda m, p: train.check_outputs(m, loader()),
     "features.extract_features": lambda m, p: features.extract_features(m, loader(), CPU, views=2),
     "features.feature_loaders": lambda m, p: features.feature_loaders(m, loaders(), CPU),
@@ -134,6 +141,9 @@ CALLS = {
     "zoo.stages": lambda m, p: zoo.stages(m),
     "zoo.trainable": lambda m, p: zoo.trainable(m),
     "zoo.is_batchnorm": lambda m, p: [zoo.is_batchnorm(layer) for layer in m.modules()],
+    "distributed.wrap": lambda m, p: distributed.unwrap(distributed.wrap(m, CPU)),  # one process: no-ops
+    "distributed.unwrap": lambda m, p: distributed.unwrap(m),
+    "distributed.sync_buffers": lambda m, p: distributed.sync_buffers(m),
     "checkpoint.save": _checkpoint,
     "checkpoint.load": _checkpoint,
 }

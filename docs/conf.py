@@ -4,6 +4,12 @@ tools/book.py copies this folder and the executed chapters into a source folder,
 _book.json beside this file (the run's commit, mode, date and machine) and runs Sphinx on it:
 MyST-NB reads the notebooks without executing them (the run already did), the book theme lays
 them out. Build it with tools/book.py, not with sphinx-build on docs/ (there are no chapters here).
+
+Why this stack: it is Jupyter Book 1's own (Sphinx, MyST-NB, sphinx-book-theme) without its CLI
+layer, all pure Python from PyPI, pinned in the `book` extra. Jupyter Book 2 is a Node.js
+application (mystmd) that fetches its site template when it builds, which an offline lab or CI
+cannot; MkDocs with mkdocs-jupyter would need a second markup and link checker. With -W, Sphinx
+fails on a broken cross-reference, so a page moved or renamed is caught at build time.
 """
 import json
 from pathlib import Path

@@ -27,7 +27,7 @@ from typing import Iterator
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from . import settings
 
@@ -98,9 +98,9 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def _own_device() -> torch.device:
-    chosen = settings.pick_device()
-    if chosen.type == "cuda" and launched():
+def _own_device(requested: str | None = None) -> torch.device:
+    chosen = settings.pick_device(requested)
+    if chosen.type == "cuda" and chosen.index is None and launched():
         if local_rank() >= torch.cuda.device_count():
             raise RuntimeError(f"LOCAL_RANK={local_rank()} but this machine has {torch.cuda.device_count()} GPU(s): "
                                f"start at most that many processes per machine (torchrun --nproc_per_node).")
@@ -109,9 +109,9 @@ def _own_device() -> torch.device:
 
 
 def device(requested: torch.device | None = None) -> torch.device:
-    """The device this process trains on: `requested` if given; else `settings.pick_device()`, except
-    that under torchrun on a GPU machine each process takes its own GPU, cuda:LOCAL_RANK."""
-    return torch.device(requested) if requested is not None else _own_device()
+    """The device this process trains on: `requested`, else `settings.pick_device()` (COURSE_DEVICE, else
+    the best present); under torchrun a GPU without an index ("cuda") means each process's own, cuda:LOCAL_RANK."""
+    return _own_device(None if requested is None else str(requested))
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -152,6 +152,13 @@ def shard(loader: DataLoader, train: bool, seed: int = 0, num_replicas: int | No
         raise ValueError(f"A batch of {loader.batch_size} does not split evenly over {replicas} processes: "
                          f"use a batch size divisible by {replicas} (it is the global batch; each process "
                          f"takes batch/{replicas}).")
+    plain = (SequentialSampler, DistributedSampler, Strided)
+    if not isinstance(loader.sampler, plain) and not (isinstance(loader.sampler, RandomSampler) and not
+                                                      loader.sampler.replacement and
+                                                      loader.sampler.num_samples == len(loader.dataset)):
+        raise ValueError(f"A loader drawing its samples with a {type(loader.sampler).__name__} (resampled, or views "
+                         f"per epoch) cannot be split over processes as it is: train it in one process, or give each "
+                         f"process a DistributedSampler of its own.")
     if train:
         sampler = DistributedSampler(loader.dataset, num_replicas=replicas, rank=me,
                                      shuffle=isinstance(loader.sampler, RandomSampler) or

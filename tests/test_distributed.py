@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from conftest import separable, tiny_model
-from course_utils import distributed, train, zoo
+from course_utils import distributed, finetune, train, zoo
 
 CPU = torch.device("cpu")
 EPOCHS, BATCH = 3, 16     # 64 training samples: 4 global batches of 16 (8 per process) per epoch
@@ -165,6 +165,9 @@ def test_shard_splits_the_global_batch_and_counts_validation_once():
     assert sorted(i for v in vals for i in v.sampler) == list(range(len(val_set)))
     with pytest.raises(ValueError, match="divisible by 3"):
         distributed.shard(plain["train"], train=True, num_replicas=3, rank_=0)
+    resampled = finetune.resampled(plain["train"], num_samples=128)
+    with pytest.raises(ValueError, match="RandomSampler .resampled, or views per epoch. cannot be split"):
+        distributed.shard(resampled, train=True, num_replicas=2, rank_=0)
 
 
 def test_single_process_calls_are_no_ops():

@@ -27,7 +27,7 @@ PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 # Extra options for `jupyter lab` (a port, a token, --no-browser), e.g. for the browser test.
 LAB_ARGS ?=
 
-.PHONY: lab lab-solutions test test-float32 unit notebooks nbgrader browser-test book book-test bench bench-data measure fetch student clean
+.PHONY: lab lab-solutions test test-float32 unit notebooks nbgrader browser-test book book-test bench bench-data bench-distributed train measure fetch student clean
 
 # The environment. The Python version is checked before anything is created; a .venv without
 # the completion stamp (an install that failed or was interrupted) is removed, never reused.
@@ -97,6 +97,14 @@ bench: $(STAMP)  ## time the tutorial's loop against the course's, and the cours
 
 bench-data: $(STAMP)  ## memory and speed of the data path at 400, 2,500 and 25,000 generated images (in /tmp)
 	$(BIN)/python tools/bench_data.py
+
+bench-distributed: $(STAMP)  ## train.fit on 1 process against 2 (gloo): seconds per epoch, the equivalence; GPU images/s where present
+	$(BIN)/python tools/bench_distributed.py
+
+# ARGS: tools/train.py's arguments, e.g. ARGS="--data data/food101 --strategy features --output runs/f" (docs/scaling.md)
+ARGS ?=
+train: $(STAMP)  ## train outside a notebook, resumably (tools/train.py $(ARGS)); torchrun for several GPUs: docs/scaling.md
+	$(BIN)/python tools/train.py $(ARGS)
 
 # MEASURE_ARGS: e.g. --chapters 01,03 (a subset), --fast (try the command), --timeout 600 (per chapter)
 MEASURE_ARGS ?=

@@ -57,18 +57,18 @@ def run(args, threads: int, shard_alone: bool) -> dict:
                    "val": distributed.shard(loaders["val"], train=False, num_replicas=1, rank_=0)}
     model = network()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    cpu = time.process_time()
     history = train.fit(model, loaders, opt, args.epochs, device=torch.device("cpu"), mixed_precision=False,
                         progress=False, verbose=False, seed=0)
     return {"seconds": history.column("seconds"), "val_acc": history.column("val_acc"),
-            "weights": model.state_dict()}
+            "weights": model.state_dict(), "cpu": (time.process_time() - cpu) / args.epochs}
 
 
 def _rank(rank: int, world: int, port: int, args, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     result = run(args, threads=1, shard_alone=False)
-    if rank == 0:
-        torch.save(result, Path(out) / "rank0.pt")
+    torch.save(result, Path(out) / f"rank{rank}.pt")
     distributed.shutdown()
 
 
@@ -78,7 +78,8 @@ def two_processes(args) -> dict:
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as out:
         mp.start_processes(_rank, args=(2, port, args, out), nprocs=2, start_method="spawn")
-        return torch.load(Path(out) / "rank0.pt", weights_only=False)
+        ranks = [torch.load(Path(out) / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return dict(ranks[0], cpu=sum(r["cpu"] for r in ranks))
 
 
 def per_epoch(result: dict) -> float:
@@ -114,10 +115,14 @@ def main():
     alone_2 = run(args, threads=2, shard_alone=True)
     pair = two_processes(args)
     t1, t2, tp = per_epoch(alone_1), per_epoch(alone_2), per_epoch(pair)
-    print(f"1 process x 1 thread:    {t1:.2f} s per epoch")
-    print(f"1 process x 2 threads:   {t2:.2f} s per epoch")
-    print(f"2 processes x 1 thread:  {tp:.2f} s per epoch ({tp / t2:.2f}x the time of 1 process on both cores, "
-          f"{tp / t1:.2f}x that of 1 process on one core)")
+    print("seconds per epoch (wall clock; CPU seconds of every process together, which a busy machine disturbs less):")
+    print(f"1 process x 1 thread:    {t1:.2f} s  ({alone_1['cpu']:.2f} CPU s)")
+    print(f"1 process x 2 threads:   {t2:.2f} s  ({alone_2['cpu']:.2f} CPU s)")
+    print(f"2 processes x 1 thread:  {tp:.2f} s  ({pair['cpu']:.2f} CPU s): {tp / t2:.2f}x the time of 1 process on "
+          f"both cores, {tp / t1:.2f}x that of 1 process on one core; {pair['cpu'] / alone_1['cpu']:.2f}x the CPU "
+          f"work of 1 process")
+    print(f"load average before and during: {os.getloadavg()[0]:.1f} (1 min; above {cores} the cores were shared "
+          f"with other work and the wall-clock figures are not this script's alone)")
     diff = max((pair["weights"][k] - alone_1["weights"][k]).abs().max().item() for k in pair["weights"])
     print(f"equivalence: final weights of 2 processes against 1, largest difference {diff:.2e}; "
           f"validation accuracy per epoch {pair['val_acc']} against {alone_1['val_acc']}")

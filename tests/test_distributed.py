@@ -62,11 +62,21 @@ def _run(make_model, loaders) -> dict:
             "best_epoch": history.best_epoch}
 
 
+def _progressive() -> dict:
+    """finetune.progressive: one fit (one DDP wrapper) per phase, the trainable set growing."""
+    model = tiny_model()
+    finetune.progressive(model, _loaders(), [(0, 1), (1, 1), (None, 1)],
+                         lambda m: torch.optim.SGD(finetune.trainable(m), lr=0.1, momentum=0.9),
+                         device=CPU, mixed_precision=False, progress=False, verbose=False, seed=0)
+    return model.state_dict()
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     results = {name: _run(make, _loaders()) for name, make in SCENARIOS.items()}
+    results["progressive"] = _progressive()
     results["active"], results["world"] = distributed.active(), distributed.world_size()
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
     distributed.shutdown()
@@ -130,6 +140,11 @@ def test_two_processes_give_one_process_results(two_ranks, one_rank, name):
     assert two["best_epoch"] == one["best_epoch"]
     assert _max_diff(two["weights"], one["weights"]) < WEIGHTS_ATOL
     assert _max_diff(two["weights"], two["before"]) > 100 * WEIGHTS_ATOL   # it did train
+
+
+def test_progressive_unfreezing_rewraps_each_phase(two_ranks):
+    a, b = two_ranks[0]["progressive"], two_ranks[1]["progressive"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_frozen_batchnorm_stays_frozen_under_ddp(two_ranks):

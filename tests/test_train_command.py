@@ -122,6 +122,10 @@ def test_a_dataset_in_its_own_layout_is_pointed_to_the_converter(tmp_path):
     (tmp_path / "food-101" / "meta" / "train.txt").write_text("apple_pie/1\n")
     with pytest.raises(SystemExit, match="prepare_dataset.py food101"):
         command._find_classes(tmp_path / "food-101")
+    (tmp_path / "kaggle" / "train").mkdir(parents=True)
+    (tmp_path / "kaggle" / "train" / "cat.0.jpg").write_bytes(b"")
+    with pytest.raises(SystemExit, match="has no val/ folder(.|\n)*prepare_dataset.py dogs-vs-cats"):
+        command._find_classes(tmp_path / "kaggle")
 
 
 def test_workers_setting(monkeypatch):

@@ -8,6 +8,7 @@ zoo         catalogue, pretrained loading with offline fallback, heads, freezing
 chapter     one set-up call per chapter: device, classes, pretrained model, preset, loaders
 tutorial    the PyTorch tutorial's plain loop, kept once as the reference
 train       the one training loop in layers: step, train_one_epoch, evaluate, fit; predict, accuracy
+distributed fit under torchrun (DDP): ranks, each its device, sharded loaders, reduced scores; no-ops in one process
 features    frozen-base features computed once, loaders over them
 finetune    fine-tuning strategies: discriminative rates, progressive unfreezing, comparison rows
 checkpoint  saving and loading trained models safely

@@ -31,7 +31,7 @@ spec.loader.exec_module(command)
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    return make_imagefolder(tmp_path_factory.mktemp("cmd") / "images", classes=("a", "b"), train=24, val=8)
+    return make_imagefolder(tmp_path_factory.mktemp("cmd") / "images", classes=("a", "b"), train=16, val=6)
 
 
 def _env(tmp: Path) -> dict:

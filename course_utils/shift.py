@@ -364,7 +364,7 @@ def dann_fit(dann: DANN, source: DataLoader, target: DataLoader, optimizer: torc
             dann.reverse.alpha = max_alpha * (2 / (1 + math.exp(-10 * ((epoch - 1) * len(batches) + i) / steps)) - 1)
         return set_alpha
 
-    try:
+    with train.stop_on_interrupt(history):
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             criterion.reset()
@@ -372,8 +372,5 @@ def dann_fit(dann: DANN, source: DataLoader, target: DataLoader, optimizer: torc
             means = {k: v / max(criterion.batches, 1) for k, v in criterion.totals.items()}
             history.epochs.append(dict(epoch=epoch, **means, source_acc=score.acc, alpha=dann.reverse.alpha,
                                        seconds=time.perf_counter() - start))
-    except KeyboardInterrupt:
-        history.interrupted = True
-        print(f"Interrupted after {len(history.epochs)} complete epoch(s): the model keeps its current weights.")
     dann.eval()
     return history

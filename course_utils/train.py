@@ -66,7 +66,7 @@ class Best:
 
     def offer(self, row: dict, model: nn.Module) -> bool:
         """Keep `row` and the model's current weights if the row beats the best so far."""
-        if self.row is not None and best_key(row) <= best_key(self.row):
+        if self.row is not None and not best_key(row) > best_key(self.row):  # (not <=: a NaN loss never wins a tie)
             return False
         self.row, self.weights = row, copy.deepcopy(model.state_dict())
         return True
@@ -74,6 +74,20 @@ class Best:
     def restore(self, model: nn.Module) -> None:
         if self.weights is not None:
             model.load_state_dict(self.weights)
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(history: History, say: Callable[[str], None] = print):
+    """Ctrl-C (or Jupyter's stop button) inside ends the run cleanly: the history keeps its complete
+    epochs and is marked `interrupted`, and one line says what the model keeps. `fit` and
+    `shift.dann_fit` train inside it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        history.interrupted = True
+        keeps = ("its current weights" if history.best_epoch is None else
+                 f"the best weights seen so far (epoch {history.best_epoch}) and the history so far")
+        say(f"Interrupted after {len(history.epochs)} complete epoch(s): the model keeps {keeps}.")
 
 
 class Score(NamedTuple):
@@ -258,10 +272,10 @@ def fit(model: nn.Module, loaders: dict, optimizer: torch.optim.Optimizer, epoch
     _place(model, device)
     trained = distributed.wrap(model, device)  # `model` itself in one process
     history = History() if resume is None else copy.deepcopy(resume[0])
-    best = (-1.0, float("inf"))
-    if history.epochs:
-        best = (history.best_val_acc, history.epochs[history.best_epoch - 1]["val_loss"])
-    best_weights = copy.deepcopy(model.state_dict() if resume is None else resume[1])
+    best = Best(model)
+    if resume is not None:
+        best.weights = copy.deepcopy(resume[1])
+        best.row = history.epochs[history.best_epoch - 1] if history.epochs else None
     first = len(history.epochs) + 1
     bar = None
     if progress:
@@ -269,40 +283,35 @@ def fit(model: nn.Module, loaders: dict, optimizer: torch.optim.Optimizer, epoch
         bar = tqdm(total=(epochs - first + 1) * (len(loaders["train"]) + len(loaders["val"])), unit="batch")
         say = bar.write
     try:
-        for epoch in range(first, epochs + 1):
-            start = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            distributed.set_epoch(loaders.values(), epoch)
-            train_loss, train_acc = train_one_epoch(trained, loaders["train"], optimizer, criterion, device, dtype,
-                                                    scaler, bar=bar)
-            distributed.sync_buffers(trained)
-            val_loss, val_acc = evaluate(model, loaders["val"], criterion, device, dtype, bar=bar)
-            if scheduler is not None:
-                scheduler.step()
-            row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
-                       val_acc=val_acc, lr=lr, seconds=time.perf_counter() - start)
-            history.epochs.append(row)
-            if (val_acc, -val_loss) > (best[0], -best[1]):
-                best = (val_acc, val_loss)
-                history.best_epoch, history.best_val_acc = epoch, val_acc
-                best_weights = copy.deepcopy(model.state_dict())
-            if on_epoch is not None:
-                on_epoch(history, best_weights)
-            if bar is not None:
-                bar.set_postfix(val_acc=f"{val_acc:.3f}")
-            say(f"epoch {epoch}/{epochs}  train loss {train_loss:.3f} acc {train_acc:.3f}  "
-                f"val loss {val_loss:.3f} acc {val_acc:.3f}" + (f"  ({row['seconds']:.1f} s)" if bar else ""))
-            if patience is not None and epoch - history.best_epoch >= patience:
-                say(f"early stop: no better validation score for {patience} epoch(s)")
-                break
-    except KeyboardInterrupt:
-        history.interrupted = True
-        say(f"Interrupted after {len(history.epochs)} complete epoch(s): the model keeps the best "
-            f"weights seen so far (epoch {history.best_epoch}) and the history so far.")
+        with stop_on_interrupt(history, say):
+            for epoch in range(first, epochs + 1):
+                start = time.perf_counter()
+                lr = optimizer.param_groups[0]["lr"]
+                distributed.set_epoch(loaders.values(), epoch)
+                train_loss, train_acc = train_one_epoch(trained, loaders["train"], optimizer, criterion, device, dtype,
+                                                        scaler, bar=bar)
+                distributed.sync_buffers(trained)
+                val_loss, val_acc = evaluate(model, loaders["val"], criterion, device, dtype, bar=bar)
+                if scheduler is not None:
+                    scheduler.step()
+                row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                           val_acc=val_acc, lr=lr, seconds=time.perf_counter() - start)
+                history.epochs.append(row)
+                if best.offer(row, model):
+                    history.best_epoch, history.best_val_acc = epoch, val_acc
+                if on_epoch is not None:
+                    on_epoch(history, best.weights)
+                if bar is not None:
+                    bar.set_postfix(val_acc=f"{val_acc:.3f}")
+                say(f"epoch {epoch}/{epochs}  train loss {train_loss:.3f} acc {train_acc:.3f}  "
+                    f"val loss {val_loss:.3f} acc {val_acc:.3f}" + (f"  ({row['seconds']:.1f} s)" if bar else ""))
+                if patience is not None and epoch - history.best_epoch >= patience:
+                    say(f"early stop: no better validation score for {patience} epoch(s)")
+                    break
     finally:
         if bar is not None:
             bar.close()
-    model.load_state_dict(best_weights)
+    best.restore(model)
     model.eval()
     say(f"best val acc {history.best_val_acc:.3f} at epoch {history.best_epoch}")
     return history

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Sampler, TensorDataset
 
-from . import data, train, zoo
+from . import data, distributed, train, zoo
 
 
 trainable = zoo.trainable  # the name chapter 04 uses
@@ -69,7 +69,7 @@ def progressive(model: nn.Module, loaders: dict, phases: list[tuple[int | None, 
             zoo.freeze(model, train_last=train_last)
         count = zoo.count_parameters(model).trainable
         what = {None: "everything", 0: "the head"}.get(train_last, f"the head and the last {train_last} stage(s)")
-        if fit_kwargs.get("verbose", True):
+        if fit_kwargs.get("verbose", True) and distributed.is_main():  # under torchrun: rank 0 only, like fit
             print(f"phase {phase}: {what}, {count:,} trainable parameters")
         seed = fit_kwargs.get("seed")
         part = train.fit(model, loaders, make_optimizer(model), epochs,

@@ -325,7 +325,7 @@ def outputs(model: nn.Module, loader, device: torch.device | None = None, mixed_
 
     The one place a model runs without training: eval mode (`keep_modes=True`: the modes its layers
     are in, e.g. AdaBN's BatchNorm in train mode), no gradients, the mixed precision training uses.
-    Batches are (inputs, labels) or bare inputs (then the labels returned are empty). The model is
+    Batches are (inputs, labels) or bare inputs or (inputs, None) (then the labels returned are empty). The model is
     placed on `device` outside inference mode, so it can still be trained afterwards.
     """
     device = device or settings.pick_device()
@@ -339,7 +339,7 @@ def outputs(model: nn.Module, loader, device: torch.device | None = None, mixed_
             inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
             with autocast(device, dtype):
                 results.append(logits_of(model(to_device(inputs, device))).float().cpu())
-            if isinstance(batch, (tuple, list)) and len(batch) > 1:
+            if isinstance(batch, (tuple, list)) and len(batch) > 1 and batch[1] is not None:
                 labels.append(torch.as_tensor(batch[1]))
     return torch.cat(results), torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
 

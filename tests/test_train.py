@@ -317,3 +317,11 @@ def test_best_keeps_the_highest_accuracy_then_the_lowest_loss():
     best.restore(model)
     assert torch.allclose(model[1].weight, start["1.weight"] + 3.0)  # epoch 3: three steps of +1
     assert train.best_key(rows[2]) > train.best_key(rows[1]) > train.best_key(rows[0])
+
+
+def test_outputs_takes_bare_inputs_and_inputs_without_labels():
+    model = linear()
+    x = separable(8, 3).tensors[0]
+    for loader in (DataLoader(x, batch_size=4), [(x[:4], None), (x[4:], None)]):
+        outputs, labels = train.outputs(model, loader, CPU)
+        assert outputs.shape == (8, 2) and labels.numel() == 0

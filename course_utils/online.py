@@ -176,7 +176,7 @@ def fisher_diagonal(model: nn.Module, data: Data) -> dict[str, torch.Tensor]:
         raise ValueError(f"{type(model).__name__} has no trainable parameter: nothing for EWC to protect.")
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     device = next(iter(params.values())).device
-    x, y = train.to_device(data[0], device), data[1].to(device)
+    x, y = data[0].to(device), data[1].to(device)
     for i in range(len(y)):   # one example at a time: the mean of squares, not the square of the mean
         grads = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), list(params.values()))
         for n, g in zip(params, grads):

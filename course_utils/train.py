@@ -1,6 +1,6 @@
 """The course's one training loop, in layers a reader follows top to bottom.
 
-    to_device, autocast      a batch on the device; the device's mixed precision, in one place
+    _to_device, _autocast    a batch on the device; the device's mixed precision (private: only train runs models)
     step                     one batch: forward and loss under autocast; backward and update when training
     train_one_epoch          `step` over a loader, with an optimizer: (mean loss, accuracy)
     evaluate                 `step` over a loader, without gradients: (mean loss, accuracy)
@@ -98,17 +98,17 @@ class Score(NamedTuple):
 
 # --- one batch -----------------------------------------------------------------------------------
 
-def autocast(device: torch.device, dtype: torch.dtype | None):
+def _autocast(device: torch.device, dtype: torch.dtype | None):
     """The device's autocast context for `dtype` (from `autocast_dtype`); None: plain float32."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
 
 
-def to_device(inputs, device: torch.device):
+def _to_device(inputs, device: torch.device):
     """Move a batch (a tensor, or a tuple/list of them) to the device; image batches go channels-last."""
     if isinstance(inputs, (tuple, list)):
-        return type(inputs)(to_device(x, device) for x in inputs)
+        return type(inputs)(_to_device(x, device) for x in inputs)
     inputs = inputs.to(device, non_blocking=True)
     return inputs.contiguous(memory_format=torch.channels_last) if inputs.dim() == 4 else inputs
 
@@ -144,8 +144,8 @@ def step(model: nn.Module, inputs, labels, criterion, device: torch.device, dtyp
     """
     if optimizer is not None:
         _require_trainable(model)
-    inputs, labels = to_device(inputs, device), labels.to(device, non_blocking=True)
-    with autocast(device, dtype):
+    inputs, labels = _to_device(inputs, device), labels.to(device, non_blocking=True)
+    with _autocast(device, dtype):
         outputs = model(inputs)
         loss = criterion(outputs.float() if torch.is_tensor(outputs) else outputs, labels)
     if optimizer is not None:
@@ -337,8 +337,8 @@ def outputs(model: nn.Module, loader, device: torch.device | None = None, mixed_
     with torch.inference_mode():
         for batch in loader:
             inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            with autocast(device, dtype):
-                results.append(logits_of(model(to_device(inputs, device))).float().cpu())
+            with _autocast(device, dtype):
+                results.append(logits_of(model(_to_device(inputs, device))).float().cpu())
             if isinstance(batch, (tuple, list)) and len(batch) > 1 and batch[1] is not None:
                 labels.append(torch.as_tensor(batch[1]))
     return torch.cat(results), torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)

@@ -91,7 +91,7 @@ def model_compute(model, loaders) -> float:
     model.train()
     zoo.freeze_batchnorm_stats(model)
     for n in sizes["train"]:
-        with train.autocast(CPU, dtype):
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss = criterion(model(x[:n]).float(), y[:n])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -99,7 +99,7 @@ def model_compute(model, loaders) -> float:
     model.eval()
     with torch.inference_mode():
         for n in sizes["val"]:
-            with train.autocast(CPU, dtype):
+            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 model(x[:n])
     return time.perf_counter() - start
 

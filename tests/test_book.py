@@ -129,6 +129,14 @@ def test_chapters_table_is_the_reports_first_table():
     assert book.chapters_table("no table") == ""
 
 
+def test_a_chapter_the_run_did_not_finish_says_so():
+    report = ("## Chapters, fast mode\n\n| chapter | seconds | of which exercise solutions | status | slowest | headline |\n"
+              "|---|---|---|---|---|---|\n| 03 | 45 | 10 | ok | – | – |\n| 04 | 900 | 0 | timed out | – | – |\n")
+    assert book.chapter_status(report) == {"03": "ok", "04": "timed out"}
+    assert "warning" not in book.stamp_cell(INFO).source
+    assert "This chapter timed out in this run" in book.stamp_cell(INFO, "timed out").source
+
+
 def test_a_page_added_to_docs_joins_the_reference_contents():
     index = "# Course\n\n```{toctree}\n:caption: Run\n\nledger\n```\n\n```{toctree}\n:caption: Reference\n\nsettings\n```\n"
     added = book.with_every_page(index, ["index", "ledger", "settings", "scaling"])
@@ -167,7 +175,7 @@ def test_build_makes_a_site_of_the_run_with_the_student_view(tmp_path):
         assert (html / f"{name}.html").exists(), name
     saved = json.loads((html / "book.json").read_text())
     assert saved["chapters"]["01_first"] == {"figures": 1, "figures_run": 2, "errors": [], "records": 3,
-                                                "widgets": False}
+                                                "widgets": False, "status": "ok"}
     assert not [p for p in (html / "_sources").rglob("*") if p.is_file()], "no copy of the notebooks"
 
 

@@ -98,8 +98,13 @@ def stamp(info: dict) -> str:
             f"{info['machine']}; {info['view']}.")
 
 
-def stamp_cell(info: dict):
-    return nbformat.v4.new_markdown_cell(f"```{{note}}\n{stamp(info)}\n```", metadata={"course_stamp": True})
+def stamp_cell(info: dict, status: str = "ok"):
+    """The note at the top of a chapter: its stamp, and a warning where the run did not finish it."""
+    text = f"```{{note}}\n{stamp(info)}\n```"
+    if status != "ok":
+        text += (f"\n\n```{{warning}}\nThis chapter {status} in this run: the outputs below stop where it did "
+                 f"(a chapter that timed out shows none). Rebuild the book to see it whole.\n```")
+    return nbformat.v4.new_markdown_cell(text, metadata={"course_stamp": True})
 
 
 def ledger_page(claims: dict[str, list[ledger.Record]], info: dict, chapters_table: str = "") -> str:
@@ -148,6 +153,12 @@ def with_every_page(index: str, pages: list[str]) -> str:
     if not missing or not close:
         return index
     return head + "".join(f"{p}\n" for p in missing) + close + tail
+
+
+def chapter_status(report: str) -> dict[str, str]:
+    """Each chapter's status in measure.py's report.md table ('ok', 'failed', 'timed out')."""
+    rows = [line.split("|") for line in chapters_table(report).splitlines()[2:]]
+    return {cells[1].strip(): cells[4].strip() for cells in rows if len(cells) > 5}
 
 
 # --- facts about the run ----------------------------------------------------------------------------
@@ -237,17 +248,19 @@ def assemble(run: Path, src: Path, solutions: bool) -> dict:
     index.write_text(with_every_page(index.read_text(encoding="utf-8"), [p.stem for p in src.glob("*.md")]),
                      encoding="utf-8")
     facts = {"info": info, "stamp": stamp(info), "run": str(run), "chapters": {}}
+    report = run / "report.md"
+    report = report.read_text(encoding="utf-8") if report.exists() else ""
+    statuses = chapter_status(report)
     for path in chapters:
         nb = nbformat.read(path, as_version=4)
         view = student_view(nb, solutions)
-        view.cells.insert(1 if view.cells and view.cells[0].cell_type == "markdown" else 0, stamp_cell(info))
+        status = statuses.get(path.name[:2], "ok")
+        view.cells.insert(1 if view.cells and view.cells[0].cell_type == "markdown" else 0, stamp_cell(info, status))
         nbformat.write(view, src / "chapters" / path.name)
         facts["chapters"][path.stem] = {"figures": figures(view), "figures_run": figures(nb),
                                         "errors": errors(nb), "records": len(claims[path.name[:2]]),
-                                        "widgets": bool(view.metadata.get("widgets"))}
-    report = run / "report.md"
-    table = chapters_table(report.read_text(encoding="utf-8")) if report.exists() else ""
-    (src / "ledger.md").write_text(ledger_page(claims, info, table), encoding="utf-8")
+                                        "widgets": bool(view.metadata.get("widgets")), "status": status}
+    (src / "ledger.md").write_text(ledger_page(claims, info, chapters_table(report)), encoding="utf-8")
     (src / "_book.json").write_text(json.dumps({"stamp": stamp(info)}), encoding="utf-8")
     return facts
 

@@ -6,7 +6,7 @@ the way a reader sees it.
 Opens every page of the site through file:// (no server: the book must work from a folder) in
 Debian's Chromium driven by Playwright (tools/browser_check.py's set-up) and checks:
 
-- every chapter of the run has its page, and each shows as many figures (images in cell outputs,
+- every chapter of the run finished in it and has its page, and each shows as many figures (images in cell outputs,
   each loaded: a non-zero natural width) as the student's view of the executed notebook holds;
 - no error output (a traceback) on any chapter page, and no JavaScript error on any page (BENIGN
   lists the known ones, with the reason);
@@ -156,6 +156,8 @@ def check(site: Path, screenshots: Path | None) -> list[str]:
               f"{chapter['figures']} (the run, solutions included: {chapter['figures_run']})")
         if seen["figures"] != chapter["figures"]:
             failures.append(f"chapter {stem}: {seen['figures']} figure(s) on the page, {chapter['figures']} in the notebook")
+        if chapter.get("status", "ok") != "ok":
+            failures.append(f"chapter {stem}: {chapter['status']} in the run, so its page is incomplete")
         failures += [f"chapter {stem}: figure not loaded: {src}" for src in seen["unloaded"]]
         failures += [f"chapter {stem}: error output: {text}" for text in seen["tracebacks"]]
         if chapter.get("widgets") and not seen["widget_state"]:

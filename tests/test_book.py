@@ -208,7 +208,8 @@ def test_ledger_rows_must_show_every_record():
 def test_only_the_known_console_messages_are_benign():
     cdn = "Failed to load resource: net::ERR_NAME_NOT_RESOLVED (https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@1.0.6/dist/embed-amd.js)"
     theme = "Got invalid theme mode: . Resetting to auto. (file:///x/html/_static/scripts/pydata-sphinx-theme.js?digest=9)"
-    assert book_check.benign_reason(cdn) and book_check.benign_reason(theme)
+    mathjax = "Failed to load resource: net::ERR_INTERNET_DISCONNECTED (https://cdn.jsdelivr.net/npm/mathjax@4/tex-mml-chtml.js)"
+    assert book_check.benign_reason(cdn) and book_check.benign_reason(theme) and book_check.benign_reason(mathjax)
     for message in ("Failed to load resource: net::ERR_FILE_NOT_FOUND (file:///x/html/_images/fig.png)",
                     "Failed to load resource: net::ERR_NAME_NOT_RESOLVED (https://example.org/tracker.js)",
                     "Uncaught TypeError: x is undefined"):

@@ -42,6 +42,9 @@ BENIGN: list[tuple[re.Pattern, str]] = [
      "a chapter with widgets loads the widget manager that draws their saved state from a CDN (MyST-NB's "
      "default); without internet the page shows no widget there, and the chapter's figures show the same "
      "function"),
+    (re.compile(r"^Failed to load resource: net::ERR_[A-Z_]+ \(https://cdn\.jsdelivr\.net/npm/mathjax@"),
+     "the chapters' formulas are typeset by MathJax from a CDN (Sphinx's default); without internet they "
+     "show as their TeX source"),
     (re.compile(r"^Got invalid theme mode: \. Resetting to auto\. \(file://\S+/_static/scripts/pydata-sphinx-theme\.js"),
      "pydata-sphinx-theme (under the book theme) logs it on the first page opened, before the reader "
      "has chosen light or dark: it then follows the system's choice"),

@@ -56,10 +56,10 @@ lab: $(STAMP)  ## open the course in JupyterLab: the student copies in student/ 
 lab-solutions: $(STAMP)  ## open the instructor notebooks in notebooks/, solutions inline
 	$(BIN)/python tools/lab.py --solutions $(LAB_ARGS)
 
-test: $(VENV)/.test $(VENV)/.instructor  ## unit tests, then every notebook headless in fast mode
+test: $(VENV)/.test $(VENV)/.instructor $(VENV)/.book  ## unit tests, then every notebook headless in fast mode
 	COURSE_FAST=1 MPLBACKEND=Agg $(PYTEST) tests notebooks --nbval-lax --nbval-cell-timeout=900 --durations=15
 
-unit: $(VENV)/.test $(VENV)/.instructor  ## unit tests only
+unit: $(VENV)/.test $(VENV)/.instructor $(VENV)/.book  ## unit tests only
 	COURSE_FAST=1 MPLBACKEND=Agg $(PYTEST) tests
 
 notebooks: $(VENV)/.test  ## notebooks only

@@ -136,8 +136,8 @@ def test_python_version_is_311_everywhere():
 
 def test_installed_versions_match_pins():
     """The environment the tests run in is the one the course pins (local labels like +cpu aside).
-    The `browser` extra (Playwright) is installed only by `make browser-test` and the `book` extra
-    (Sphinx) only by `make book`, both after `make test`: theirs may be missing."""
+    The `browser` extra (Playwright) is installed only by `make browser-test`, after `make test`, and
+    the `book` extra (Sphinx) by `make test` and `make book`: theirs may be missing elsewhere."""
     from packaging.requirements import Requirement
     extras = pyproject()["optional-dependencies"]
     browser_only = {canonical(Requirement(t).name) for t in extras["browser"] + extras["book"]}

@@ -1,9 +1,11 @@
-"""Figures the chapters share: learning curves, image grids with labels, confusion matrices."""
+"""Figures the chapters share: learning curves, image grids with labels, confusion matrices, and what
+of a model is frozen and what trains."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
 
+from . import zoo
 from .presets import Preset
 
 
@@ -79,5 +81,33 @@ def plot_confusion(labels: torch.Tensor, predictions: torch.Tensor, classes: lis
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    fig.tight_layout()
+    return fig
+
+
+def _short(n: int) -> str:
+    return f"{n:,}" if n < 10_000 else f"{n / 1e3:.0f}K" if n < 1_000_000 else f"{n / 1e6:.2f}M"
+
+
+def trainable_map(model, title: str | None = None, ax=None):
+    """What trains and what is frozen, drawn from the model itself: one box per stage of the base
+    (`zoo.stages`, input on the left) and one for the head, filled by the fraction of its parameters
+    that train (blue: trains, grey: frozen), labelled with its parameter count."""
+    head_name, head = zoo.head(model)
+    parts = zoo.stages(model) + [(head_name, head)]
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(min(1.1 * len(parts) + 1, 14), 1.7))
+    for i, (name, part) in enumerate(parts):
+        count = zoo.count_parameters(part)
+        share = count.trainable / count.total if count.total else 0.0
+        ax.add_patch(plt.Rectangle((i, 0), 0.92, 1, facecolor="0.85", edgecolor="0.4"))
+        ax.add_patch(plt.Rectangle((i, 0), 0.92, share, facecolor="C0", alpha=0.8))
+        ax.text(i + 0.46, 0.5, f"{name}\n{_short(count.total)}", ha="center", va="center", fontsize=7)
+    trainable, total = zoo.count_parameters(model)
+    ax.set(xlim=(-0.1, len(parts)), ylim=(0, 1), xticks=[], yticks=[],
+           title=title or f"{type(model).__name__}: {trainable:,} of {total:,} parameters train "
+                          f"(blue: trains, grey: frozen; input on the left, head on the right)")
+    ax.title.set_fontsize(9)
+    for side in ("top", "right", "left", "bottom"):
+        ax.spines[side].set_visible(False)
     fig.tight_layout()
     return fig

@@ -75,3 +75,16 @@ def test_plot_confusion():
     assert [t.get_text() for t in ax.texts] == ["1", "1", "1", "2"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["ants", "bees"]
     assert ax.get_title() == "val"
+
+
+def test_trainable_map_is_drawn_from_the_model():
+    from conftest import tiny_model
+    from course_utils import zoo
+    model = zoo.freeze(tiny_model(), train_last=1)
+    fig = plots.trainable_map(model)
+    ax = fig.axes[0]
+    fills = [p.get_height() for p in ax.patches if p.get_facecolor()[:3] != (0.85, 0.85, 0.85)]
+    assert fills == [0.0, 0.0, 1.0, 1.0]  # features.0, features.1 frozen; features.2 and the head train
+    assert [t.get_text().split("\n")[0] for t in ax.texts] == ["features.0", "features.1", "features.2", "classifier"]
+    trainable, total = zoo.count_parameters(model)
+    assert f"{trainable:,} of {total:,} parameters train" in ax.get_title()

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.execute:
         return execute(*args.execute)
     notebooks = select(sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")), args.chapters)
-    run = args.out or Path(tempfile.mkdtemp(prefix="course-measure-"))
+    run = (args.out or Path(tempfile.mkdtemp(prefix="course-measure-"))).resolve()  # the kernels run in the chapter folders
     run.mkdir(parents=True, exist_ok=True)
     mode = "fast" if args.fast else "full"
     print(f"{mode} mode, {len(notebooks)} chapter(s), executed copies and ledgers in {run}; "

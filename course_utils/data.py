@@ -363,12 +363,10 @@ def default_workers(device: torch.device) -> int:
     """DataLoader workers: COURSE_WORKERS if set; else a few only on a GPU machine whose processes
     start by fork (Linux): one per core but one, at most 4.
 
-    The images are decoded in memory already, so a worker only crops, flips and normalises:
-    measured on 2 CPU cores, 244 training images at 224 px take 0.17 s per epoch in the main
-    process and 0.22 s with 2 forked workers. A spawned worker (macOS, so every MPS run, and
-    Windows) must import torch and receive the whole decoded list (66 MB pickled): 2 spawned
-    workers took 4.7 s to start, for each loader, i.e. more than 25 epochs of the work they
-    would take over. On the CPU they would also compete with the model for the same cores.
+    The images are decoded in memory already, so a worker only crops, flips and normalises, which
+    the main process does as fast. A spawned worker (macOS, so every MPS run, and Windows) must
+    import torch and receive the whole decoded list, seconds per loader; on the CPU, workers would
+    also compete with the model for the same cores (figures: docs/measurements.md).
     """
     chosen = settings.workers()
     if chosen is not None:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import data, distributed, settings, zoo
-from .precision import autocast_dtype  # noqa: F401  (train.autocast_dtype: the course's public name)
+from .precision import autocast_dtype  # also the course's public name train.autocast_dtype
 
 
 @dataclass

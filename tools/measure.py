@@ -18,7 +18,6 @@ others still run, and the exit code is 1. Timings under other load are upper bou
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal

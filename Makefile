@@ -23,11 +23,12 @@ EXTRAS := lab
 export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
 # CI and `make test` run notebooks one at a time, each using every core: tests never run in
 # parallel (two processes that each use both cores measured 6-10x slower on 2 cores).
-PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+# COURSE_STRICT=1: a teaching claim that does not hold fails the run (a student's run prints it).
+PYTEST := COURSE_STRICT=1 $(BIN)/python -m pytest -p no:cacheprovider
 # Extra options for `jupyter lab` (a port, a token, --no-browser), e.g. for the browser test.
 LAB_ARGS ?=
 
-.PHONY: lab lab-solutions test test-float32 unit notebooks nbgrader browser-test book book-test bench bench-data bench-distributed train measure fetch student clean
+.PHONY: lab lab-solutions chapter test test-float32 unit notebooks nbgrader browser-test book book-test bench bench-data bench-distributed train measure fetch student clean
 
 # The environment. The Python version is checked before anything is created; a .venv without
 # the completion stamp (an install that failed or was interrupted) is removed, never reused.
@@ -46,7 +47,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 # An extra a command needs, added to the environment once (again after a reinstall of the course).
-$(VENV)/.test $(VENV)/.instructor $(VENV)/.book: $(VENV)/.%: $(STAMP)
+$(VENV)/.test $(VENV)/.instructor $(VENV)/.book $(VENV)/.papermill: $(VENV)/.%: $(STAMP)
 	$(BIN)/python -m pip install -c constraints.txt -e ".[$*]"
 	touch $@
 
@@ -55,6 +56,15 @@ lab: $(STAMP)  ## open the course in JupyterLab: the student copies in student/ 
 
 lab-solutions: $(STAMP)  ## open the instructor notebooks in notebooks/, solutions inline
 	$(BIN)/python tools/lab.py --solutions $(LAB_ARGS)
+
+# One chapter with other parameter values, through papermill (its `-p NAME VALUE` reaches every value the
+# Parameters cell sets), e.g. `make chapter NB=03 PARAMS="-p EPOCHS 25"`; the executed copy: runs/<chapter>.
+NB ?=
+PARAMS ?=
+chapter: $(VENV)/.papermill  ## run one chapter headless with other parameters: make chapter NB=03 PARAMS="-p EPOCHS 25"
+	@test -n "$(wildcard notebooks/$(NB)_*.ipynb)" || { echo "NB=$(NB) names no chapter: use its number, e.g. NB=03."; exit 1; }
+	@mkdir -p runs
+	MPLBACKEND=Agg $(BIN)/python -m papermill $(wildcard notebooks/$(NB)_*.ipynb) runs/$(notdir $(wildcard notebooks/$(NB)_*.ipynb)) $(PARAMS)
 
 test: $(VENV)/.test $(VENV)/.instructor $(VENV)/.book  ## unit tests, then every notebook headless in fast mode
 	COURSE_FAST=1 MPLBACKEND=Agg $(PYTEST) tests notebooks --nbval-lax --nbval-cell-timeout=900 --durations=15

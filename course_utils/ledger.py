@@ -9,9 +9,11 @@ prints one line a student reads under the cell, e.g.
 
     [holds] fine-tuning after 5 epochs: chapter 94.77% val acc; measured 0.954 (efficientnet_lite0, full mode)
 
+(in fast mode `[fast run]` instead of a verdict: a shrunk run does not judge the chapter's numbers)
 and, when COURSE_LEDGER names a file (the full-mode course run sets it), appends the record
 there as one JSON line, so one command can print every chapter's claims in one table.
-`holds=None` records a headline number that confronts no claim.
+`holds=None` records a headline number that confronts no claim. Each chapter makes its records in
+its last cell, "The chapter against this run", which `heading()` opens.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ class Record:
 
     def line(self) -> str:
         says = f"chapter {self.says}; " if self.says else ""
-        return f"[{VERDICTS[self.holds]}] {self.claim}: {says}measured {self.measured} ({self.model}, {self.mode} mode)"
+        verdict = "fast run" if self.mode == "fast" and self.holds is not None else VERDICTS[self.holds]
+        return f"[{verdict}] {self.claim}: {says}measured {self.measured} ({self.model}, {self.mode} mode)"
 
 
 Claim = Record  # the record's earlier name, kept for one release (not `chapter.claim`, which asserts)
@@ -53,6 +56,16 @@ def record(claim: str, says: str, measured, holds: bool | None, model: str) -> R
         with open(path, "a", encoding="utf-8") as file:
             file.write(json.dumps(asdict(entry)) + "\n")
     return entry
+
+
+def heading() -> None:
+    """One line that says how to read the records below it: judged (full mode) or listed (fast mode)."""
+    if settings.fast():
+        print("Fast mode: a shrunk run (fewer images, smaller images, fewer epochs). The chapter's numbers are "
+              "judged in full mode; here each is listed beside this run's, marked [fast run].")
+    else:
+        print("Full mode: each line sets the chapter's statement beside this run's number, with a verdict. "
+              "With other parameters or another dataset, a verdict describes your run, not the chapter.")
 
 
 def read(path: Path | str) -> list[Record]:

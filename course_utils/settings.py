@@ -16,6 +16,8 @@ the next call. CI, instructors and students steer every chapter the same way:
     COURSE_PRECISION=P     auto (default), float32 or bfloat16: the number format models run in
                            (`precision`; what `auto` picks on which hardware: `course_utils.precision`)
     COURSE_LEDGER=file     append every ledger record to this JSON-lines file (`make measure` sets it)
+    COURSE_STRICT=1        a teaching claim that does not hold stops the chapter (`make test`, CI and
+                           `make measure` set it); unset, it prints one line and the chapter goes on
     CI=true                no progress bars: one plain line per epoch (CI services set it)
 
 Fast mode shrinks sizes only (`images_per_class`, `image_size`, `epochs`, `count`): the
@@ -117,6 +119,12 @@ def memory_budget() -> int:
 def ledger_file() -> Path | None:
     """COURSE_LEDGER: the file every `ledger.record` appends to (`make measure` sets one per chapter), or None."""
     return _path("COURSE_LEDGER")
+
+
+def strict() -> bool:
+    """COURSE_STRICT=1: `chapter.claim` asserts on the course's case study (the course's own runs).
+    Unset (a student in JupyterLab), a claim that does not hold is printed and the chapter goes on."""
+    return _flag("COURSE_STRICT")
 
 
 def workers() -> int | None:

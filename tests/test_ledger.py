@@ -12,6 +12,18 @@ def test_record_prints_the_verdict_and_the_model(capsys, monkeypatch):
     assert entry.holds is False and entry.mode == "full"
 
 
+def test_a_fast_run_lists_the_number_without_judging_it(capsys, monkeypatch):
+    """Three epochs on 40 images per class do not refute the chapter: no verdict printed, the record keeps it."""
+    monkeypatch.delenv("COURSE_LEDGER", raising=False)
+    monkeypatch.setenv("COURSE_FAST", "1")
+    entry = ledger.record("full fine-tuning", "92%-97%", "0.825", holds=False, model="efficientnet_lite0")
+    assert capsys.readouterr().out == ("[fast run] full fine-tuning: chapter 92%-97%; measured 0.825 "
+                                       "(efficientnet_lite0, fast mode)\n")
+    assert entry.holds is False
+    ledger.record("headline", "", "0.9", holds=None, model="m")
+    assert capsys.readouterr().out.startswith("[measured] headline")
+
+
 def test_record_appends_json_lines_that_read_back(tmp_path, monkeypatch, capsys):
     path = tmp_path / "ledger.jsonl"
     monkeypatch.setenv("COURSE_LEDGER", str(path))

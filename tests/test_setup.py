@@ -102,7 +102,7 @@ def test_test_and_server_tools_are_extras_not_dependencies():
 
 
 # Extras a command installs the first time it runs (`make lab` installs only `lab`).
-ON_FIRST_USE = {"test": "test", "instructor": "nbgrader", "book": "book", "browser": "browser-test"}
+ON_FIRST_USE = {"test": "test", "instructor": "nbgrader", "book": "book", "browser": "browser-test", "papermill": "chapter"}
 
 
 def test_make_installs_with_the_constraints_and_every_extra():

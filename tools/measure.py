@@ -156,7 +156,7 @@ def run_chapter(notebook: Path, run: Path, fast: bool, timeout: float) -> Result
     shutil.copy(notebook, target)
     ledger_file = run / f"{chapter}.jsonl"
     ledger_file.unlink(missing_ok=True)
-    env = dict(os.environ, COURSE_FAST="1" if fast else "0", COURSE_LEDGER=str(ledger_file),
+    env = dict(os.environ, COURSE_FAST="1" if fast else "0", COURSE_LEDGER=str(ledger_file), COURSE_STRICT="1",
                MPLBACKEND=os.environ.get("MPLBACKEND", "Agg"))
     env.setdefault("JUPYTER_PATH", str(REPO / ".venv" / "share" / "jupyter"))  # the course's python3 kernel
     result = Result(chapter, notebook.name)

@@ -46,3 +46,35 @@ def test_every_parameter_is_used_below(path):
     used = set().union(*(used_names(c.source) for c in below if c.cell_type == "code"))
     unused = sorted(assigned_names(cell.source) - used)
     assert not unused, f"{path.name}: parameter(s) {unused} are set but no later cell reads them"
+
+
+def literal_assignments(source: str) -> list[str]:
+    """The statements of a Parameters cell that are not `NAME = <literal>` (numbers, strings, tuples,
+    lists, dicts, None, booleans): anything computed belongs in the cell below it."""
+    bad = []
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.Assign) and all(isinstance(t, (ast.Name, ast.Tuple)) for t in node.targets)):
+            bad.append(ast.unparse(node))
+            continue
+        try:
+            ast.literal_eval(node.value)
+        except ValueError:
+            bad.append(ast.unparse(node))
+    return bad
+
+
+def test_literal_assignments_are_told_apart():
+    assert literal_assignments("A = 1\nB, C = 0.1, 'x'\nD = [(0, 2), (None, 1)]\nE = dict(a=1)") == ["E = dict(a=1)"]
+    assert literal_assignments("import torch\nF = settings.epochs(full=5, fast=3)") == [
+        "import torch", "F = settings.epochs(full=5, fast=3)"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_holds_only_literal_values(path):
+    """What a student edits, and what papermill's -p replaces: at most 10 lines, literals only, so that
+    every value derived from a parameter (fast mode's smaller sizes among them) follows a change to it."""
+    source = parameters_cell(nbformat.read(path, as_version=4)).source
+    lines = [line for line in source.splitlines() if line.strip()]
+    assert len(lines) <= 10, f"{path.name}: the Parameters cell has {len(lines)} lines (at most 10)"
+    assert not literal_assignments(source), (
+        f"{path.name}: the Parameters cell computes or imports {literal_assignments(source)}: move it to the cell below")

@@ -111,3 +111,39 @@ def trainable_map(model, title: str | None = None, ax=None):
         ax.spines[side].set_visible(False)
     fig.tight_layout()
     return fig
+
+
+def filters_and_maps(models: dict, image: torch.Tensor, early: str, late: str, n: int = 8, title: str | None = None):
+    """Per model (e.g. pretrained and random weights): its first convolution's `n` strongest filters as RGB
+    patches, then the `n` most active channels of the modules `early` and `late` for one normalised image."""
+    rows = []
+    for model_name, model in models.items():
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels == 3)
+        weights = conv.weight.detach().float()
+        filters = weights[weights.flatten(1).norm(dim=1).argsort(descending=True)[:n]]
+        lo, hi = filters.amin((1, 2, 3), keepdim=True), filters.amax((1, 2, 3), keepdim=True)
+        rows.append((f"{model_name}\nfirst-layer filters\n{tuple(weights.shape[2:])}",
+                     [f.permute(1, 2, 0).numpy() for f in (filters - lo) / (hi - lo + 1e-12)], None))
+        modules, outputs = dict(model.named_modules()), {}
+        hooks = [modules[layer].register_forward_hook(lambda m, i, out, layer=layer: outputs.__setitem__(layer, out))
+                 for layer in (early, late)]
+        try:
+            with torch.inference_mode():
+                model.eval()(image[None].to(next(model.parameters()).device, torch.float32))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        for layer in (early, late):
+            maps = outputs[layer][0].float().cpu()
+            top = maps.mean((1, 2)).argsort(descending=True)[:n]
+            rows.append((f"{model_name}\n{layer}: {maps.shape[1]}x{maps.shape[2]}", [maps[c].numpy() for c in top], "viridis"))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.4 * n + 1.6, 1.5 * len(rows)), squeeze=False)
+    for row_axes, (label, pictures, cmap) in zip(axes, rows):
+        for ax, picture in zip(row_axes, pictures):
+            ax.imshow(picture, cmap=cmap)
+        for ax in row_axes:
+            ax.set(xticks=[], yticks=[])
+        row_axes[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title or f"first-layer filters and the most active feature maps for one image: {', '.join(models)}")
+    fig.tight_layout()
+    return fig

@@ -88,3 +88,28 @@ def test_trainable_map_is_drawn_from_the_model():
     assert [t.get_text().split("\n")[0] for t in ax.texts] == ["features.0", "features.1", "features.2", "classifier"]
     trainable, total = zoo.count_parameters(model)
     assert f"{trainable:,} of {total:,} parameters train" in ax.get_title()
+
+
+def test_filters_and_maps_draws_each_models_filters_and_most_active_maps():
+    from torch import nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 5, stride=2), nn.ReLU(), nn.Conv2d(6, 10, 3, stride=2), nn.ReLU())
+    other = nn.Sequential(nn.Conv2d(3, 6, 5, stride=2), nn.ReLU(), nn.Conv2d(6, 10, 3, stride=2), nn.ReLU())
+    image = torch.randn(3, 32, 32)
+    fig = plots.filters_and_maps({"trained": net, "random": other}, image, early="1", late="3", n=4, title="t")
+    axes = [ax for ax in fig.axes]
+    assert len(axes) == 2 * 3 * 4                         # two models x (filters, early, late) x n
+    shapes = [ax.images[0].get_array().shape for ax in axes]
+    assert shapes[:4] == [(5, 5, 3)] * 4                  # RGB filters, kernel 5x5
+    assert shapes[4:8] == [(14, 14)] * 4 and shapes[8:12] == [(6, 6)] * 4
+    labels = [ax.get_ylabel() for ax in axes[::4]]
+    assert labels[0].startswith("trained\nfirst-layer") and labels[3].startswith("random\nfirst-layer")
+    assert labels[1] == "trained\n1: 14x14" and labels[5] == "random\n3: 6x6"
+    early = net[1](net[0](image[None]))[0]
+    strongest = early.mean((1, 2)).argsort(descending=True)[0]
+    assert abs(axes[4].images[0].get_array() - early[strongest].detach().numpy()).max() < 1e-6
+    norms = net[0].weight.flatten(1).norm(dim=1)
+    w = net[0].weight[norms.argmax()].detach()
+    expected = ((w - w.min()) / (w.max() - w.min())).permute(1, 2, 0).numpy()
+    assert abs(axes[0].images[0].get_array() - expected).max() < 1e-5
+    assert fig._suptitle.get_text() == "t"

@@ -136,7 +136,8 @@ def test_student_checks_say_not_done_yet(path):
     cells = _exercise_cells(student.student_copy(nb))
     checks = [c for c in cells if "exercises.check_" in c.source]
     assert checks, f"{path.name} has no check cells after its '## Exercises' heading"
-    imports = "\n".join(line for line in nb.cells[1].source.splitlines() if line.startswith(("import ", "from ")))
+    imports = "\n".join(line for cell in nb.cells if cell.cell_type == "code"   # the set-up cell's, and any later
+                        for line in cell.source.splitlines() if line.startswith(("import ", "from ")))
     real = {"__name__": "__main__", "display": print}
     exec(compile(imports, f"{path.name} imports", "exec"), real)
     for cell in cells:

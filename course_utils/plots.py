@@ -147,3 +147,53 @@ def filters_and_maps(models: dict, image: torch.Tensor, early: str, late: str, n
     fig.suptitle(title or f"first-layer filters and the most active feature maps for one image: {', '.join(models)}")
     fig.tight_layout()
     return fig
+
+
+def grouped_bars(table, title: str, ylabel: str = "accuracy", reference: float | None = None,
+                 reference_label: str = "", ax=None):
+    """One group of bars per column of `table` (a DataFrame), one bar per row, coloured by row (NaN: no
+    bar); `reference` draws a dotted horizontal line (e.g. the clean accuracy)."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(6, 1.3 * len(table.columns) + 3), 3.8))
+    width = 0.8 / len(table.index)
+    for i, (row, values) in enumerate(table.iterrows()):
+        shown = [(j, v) for j, v in enumerate(values) if v == v]   # v == v: not NaN
+        ax.bar([j - 0.4 + (i + 0.5) * width for j, _ in shown], [v for _, v in shown], width, color=f"C{i % 10}",
+               label=str(row))
+    if reference is not None:
+        ax.axhline(reference, color="k", ls=":", lw=1, label=reference_label or None)
+    ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns])
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def fisher_values(fisher: dict, title: str, bins: int = 60, ax=None):
+    """A histogram of the diagonal Fisher values of every parameter in `fisher` (`{name: tensor}`), on log
+    scales, with the median and the largest value marked (zeros cannot be drawn: the legend counts them)."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.5))
+    values = torch.cat([f.detach().flatten().double().cpu() for f in fisher.values()])
+    positive = values[values > 0]
+    edges = torch.logspace(positive.min().log10().item(), positive.max().log10().item(), bins + 1)
+    ax.hist(positive.numpy(), bins=edges.numpy(), color="C0", alpha=0.8,
+            label=f"{len(values):,} weights in {len(fisher)} tensors ({len(values) - len(positive):,} exactly zero)")
+    ax.axvline(values.median().item(), color="C3", label=f"median {values.median().item():.1e}")
+    ax.axvline(values.max().item(), color="k", ls="--", label=f"largest {values.max().item():.1e}")
+    ax.set(xscale="log", yscale="log", xlabel="Fisher value (log scale)", ylabel="weights (log scale)", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def rate_tradeoff(rates, old, new, title: str, old_label: str = "old data", new_label: str = "new data", ax=None):
+    """Two measures against the learning rate (log scale): what an update costs on the old data and
+    what it gains on the new, one line each."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.5))
+    ax.plot(list(rates), list(old), "o-", color="C3", label=old_label)
+    ax.plot(list(rates), list(new), "s-", color="C2", label=new_label)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xscale("log")
+    ax.set(xlabel="update learning rate (log scale)", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

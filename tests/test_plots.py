@@ -113,3 +113,35 @@ def test_filters_and_maps_draws_each_models_filters_and_most_active_maps():
     expected = ((w - w.min()) / (w.max() - w.min())).permute(1, 2, 0).numpy()
     assert abs(axes[0].images[0].get_array() - expected).max() < 1e-5
     assert fig._suptitle.get_text() == "t"
+
+
+def test_grouped_bars_one_bar_per_value_nan_left_out():
+    import pandas as pd
+    table = pd.DataFrame({"noise": [0.5, 0.7, 0.8], "blur": [0.6, float("nan"), 0.9]}, index=["source", "AdaBN", "DANN"])
+    fig = plots.grouped_bars(table, title="resnet18: methods per domain", reference=0.95, reference_label="clean")
+    ax = fig.axes[0]
+    assert len(ax.patches) == 5   # six cells, one NaN
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["noise", "blur"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["clean", "source", "AdaBN", "DANN"]
+    assert sorted(round(p.get_height(), 3) for p in ax.patches) == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert ax.get_title() == "resnet18: methods per domain"
+
+
+def test_fisher_values_histogram_on_log_scales_with_median_and_largest():
+    fisher = {"w": torch.tensor([[1e-6, 1e-3], [1e-2, 1.0]]), "b": torch.tensor([0.0, 1e-4])}
+    fig = plots.fisher_values(fisher, title="resnet18: Fisher", bins=10)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert len(ax.patches) == 10 and sum(p.get_height() for p in ax.patches) == 5   # the zero is not drawn
+    assert [line.get_xdata()[0] for line in ax.lines] == [pytest.approx(1e-4), 1.0]   # median of six, largest
+    assert "1 exactly zero" in ax.get_legend().get_texts()[0].get_text()
+    assert ax.get_title() == "resnet18: Fisher"
+
+
+def test_rate_tradeoff_two_lines_against_log_rate():
+    fig = plots.rate_tradeoff([0.01, 0.001, 0.0001], [0.2, 0.05, 0.0], [0.3, 0.1, 0.01], title="resnet18: rates")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    old, new = [line for line in ax.lines if line.get_label() in ("old data", "new data")]
+    assert list(old.get_ydata()) == [0.2, 0.05, 0.0] and list(new.get_xdata()) == [0.01, 0.001, 0.0001]
+    assert ax.get_title() == "resnet18: rates"

@@ -303,3 +303,52 @@ def test_practice_07b(world, capsys):
     if any(abs(unadapted - v) > 0.1 for v in curve.values()):
         with pytest.raises(ExerciseError, match="the check gets"):
             check_07_adabn_images({n: unadapted for n in curve}, *args)   # the source model, never adapted
+
+
+# --- exercise 6: a right answer written unlike the course's, and three more wrong ones ------------
+
+def _shift_by_levels(image, kind, generator):
+    """Integer pixel levels throughout; colour by rotating the channels alone (no cast)."""
+    if kind == "grayscale":
+        return image.float().mean(0).round().to(torch.uint8).repeat(3, 1, 1)
+    if kind == "noise":
+        return (image + torch.normal(0.0, 60.0, image.shape, generator=generator)).clamp(0, 255).to(torch.uint8)
+    return image[[1, 2, 0]].clone()
+
+
+def _fine_tuned_on_shifted(world, kind, fn):
+    """Matched augmentation: a copy of the source model trained a few epochs on the training images shifted by `fn`."""
+    model = copy.deepcopy(world["source"])
+    shifted_train = _copy(world["train_loader"].dataset, kind, fn)
+    train.fit(model, {"train": DataLoader(shifted_train, batch_size=8, shuffle=True),
+                      "val": DataLoader(_copy(world["adapt"], kind, fn), batch_size=8)},
+              torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), 3, device=torch.device("cpu"),
+              verbose=False, seed=0)
+    return model
+
+
+def test_exercise_6_right_written_differently_with_a_gray_photo_among_the_images(world, capsys):
+    images = list(world["eval"].images)
+    images[0] = images[0].float().mean(0, keepdim=True).to(torch.uint8).repeat(3, 1, 1)   # a gray photo: stays gray
+    eval_set = data.DecodedImages(images, world["eval"].labels, ["a", "b"], world["eval"].paths, EVAL)
+    val = {k: _copy(eval_set, k, _shift_by_levels) for k in ("grayscale", "noise", "colour")}
+    acc = {k: train.accuracy(world["source"], DataLoader(v, batch_size=8)) for k, v in val.items()}
+    recovered = {"colour": _fine_tuned_on_shifted(world, "colour", _shift_by_levels)}
+    recovered_acc = {"colour": train.accuracy(recovered["colour"], DataLoader(val["colour"], batch_size=8))}
+    check_exercise_6(val, acc, recovered, recovered_acc, world["source"], eval_set, world["train_loader"], 8)
+    assert "Correct" in capsys.readouterr().out
+
+
+def test_exercise_6_three_more_wrong_answers(world):
+    ok = _answer(world)
+    one_channel = dict(ok["val_shifted"], grayscale=_copy(world["eval"], "grayscale",
+                                                          lambda im, k, g: im.float().mean(0, keepdim=True).to(torch.uint8)))
+    with pytest.raises(ExerciseError, match=r"same shape as the originals \(3, H, W\)"):
+        _check(world, val_shifted=one_channel)
+    on_clean = {k: train.accuracy(m, DataLoader(world["eval"], batch_size=8)) for k, m in ok["recovered"].items()}
+    assert any(abs(on_clean[k] - ok["recovered_acc"][k]) > 1.5 / 16 for k in on_clean)   # the mistake shows
+    with pytest.raises(ExerciseError, match="on `val_shifted"):
+        _check(world, recovered_acc=on_clean)
+    percent = {k: 100 * a for k, a in ok["shifted_acc"].items()}
+    with pytest.raises(ExerciseError, match="fractions between 0 and 1"):
+        _check(world, shifted_acc=percent)

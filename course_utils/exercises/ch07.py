@@ -102,11 +102,13 @@ def _ex6_named_shifts(val_shifted, clean) -> tuple[float, float]:
             "The noisy images differ from the originals by about the same amount everywhere: that is a brightness "
             "or colour offset, not noise.", hint="draw a different random value for every pixel")
     moved = (_channel_means(coloured) - _channel_means(clean)).abs().amax(1).mean().item()
-    spread = min((c.int().amax(0) - c.int().amin(0)).max().item() for c in coloured)
     require(moved >= 15, f"The colour-shifted images' channel means moved by {moved:.1f} levels (of 255, mean over "
                          f"images of the largest channel's move): an extreme colour shift moves them by tens.",
             hint="e.g. swap or rotate channels, or multiply one channel strongly and another weakly")
-    require(spread > 2, "Some colour-shifted images are gray: a colour shift keeps colour (that was the grayscale one).")
+    in_colour = [i for i, c in enumerate(clean) if (c.int().amax(0) - c.int().amin(0)).max() > 2]   # gray photos stay gray
+    grayed = [i for i in in_colour if (coloured[i].int().amax(0) - coloured[i].int().amin(0)).max() <= 2]
+    require(not grayed, f"{len(grayed)} colour-shifted image(s) are gray although the original is in colour: a colour "
+                        f"shift keeps colour (that was the grayscale one).")
     return size, moved
 
 

@@ -197,3 +197,18 @@ def rate_tradeoff(rates, old, new, title: str, old_label: str = "old data", new_
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def intervals(sizes, lows, highs, measured: float, title: str, ax=None):
+    """One vertical bar per number of validation images (log scale): the interval [low, high] around an
+    accuracy `measured` (a dotted line), to show it narrowing with the square root of the images."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.5))
+    sizes, lows, highs = list(sizes), list(lows), list(highs)
+    ax.vlines(sizes, lows, highs, color="C0", lw=4, label="95% Wilson interval")
+    ax.axhline(measured, color="k", ls=":", lw=1, label=f"measured accuracy {measured:.3f}")
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.set(xlabel="validation images (log scale)", ylabel="accuracy", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -145,3 +145,12 @@ def test_rate_tradeoff_two_lines_against_log_rate():
     old, new = [line for line in ax.lines if line.get_label() in ("old data", "new data")]
     assert list(old.get_ydata()) == [0.2, 0.05, 0.0] and list(new.get_xdata()) == [0.01, 0.001, 0.0001]
     assert ax.get_title() == "resnet18: rates"
+
+
+def test_intervals_one_bar_per_size_around_the_measured_accuracy():
+    fig = plots.intervals([50, 153, 1000], [0.80, 0.88, 0.91], [0.97, 0.96, 0.94], 0.925, title="resnet18: intervals")
+    ax = fig.axes[0]
+    bars = ax.collections[0].get_segments()
+    assert [(s[0][0], s[0][1], s[1][1]) for s in bars] == [(50, 0.80, 0.97), (153, 0.88, 0.96), (1000, 0.91, 0.94)]
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["50", "153", "1,000"]
+    assert ax.lines[0].get_ydata()[0] == 0.925 and ax.get_title() == "resnet18: intervals"

@@ -185,15 +185,15 @@ def fisher_values(fisher: dict, title: str, bins: int = 60, ax=None):
     return fig
 
 
-def rate_tradeoff(rates, old, new, title: str, old_label: str = "old data", new_label: str = "new data", ax=None):
-    """Two measures against the learning rate (log scale): what an update costs on the old data and
-    what it gains on the new, one line each."""
+def rate_tradeoff(rates, old, new, title: str, old_label: str = "old data", new_label: str = "new data",
+                  ylabel: str = "accuracy", ax=None):
+    """Two measures against the learning rate (log scale), one line each: what updates at that rate
+    leave on the old data and reach on the new."""
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.5))
     ax.plot(list(rates), list(old), "o-", color="C3", label=old_label)
     ax.plot(list(rates), list(new), "s-", color="C2", label=new_label)
-    ax.axhline(0, color="gray", lw=0.8)
     ax.set_xscale("log")
-    ax.set(xlabel="update learning rate (log scale)", title=title)
+    ax.set(xlabel="update learning rate (log scale)", ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -145,6 +145,7 @@ def test_rate_tradeoff_two_lines_against_log_rate():
     old, new = [line for line in ax.lines if line.get_label() in ("old data", "new data")]
     assert list(old.get_ydata()) == [0.2, 0.05, 0.0] and list(new.get_xdata()) == [0.01, 0.001, 0.0001]
     assert ax.get_title() == "resnet18: rates"
+    assert ax.get_ylabel() == "accuracy" and len(ax.lines) == 2
 
 
 def test_intervals_one_bar_per_size_around_the_measured_accuracy():

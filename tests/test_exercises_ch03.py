@@ -319,6 +319,27 @@ def test_exercise_4_wrong_answers(ex4):
                               "efficientnet_lite1", root)
 
 
+def test_exercise_4_judges_the_runs_not_the_solutions_way(ex4, capsys):
+    """Right, written differently: an own loop's per-epoch rows, or a plain number, as the history; wrong: a
+    history that reports no accuracy, one that reports another run's, and the best named by the wrong ranking."""
+    root, runs = ex4
+    (lite0, h0), (lite1, h1) = runs["efficientnet_lite0"], runs["efficientnet_lite1"]
+    rows = [{"epoch": 1, "val_acc": 0.0}, {"epoch": 2, "val_acc": h0.best_val_acc}]   # an own loop's history
+    best = max(runs, key=lambda n: runs[n][1].best_val_acc)
+    ch03.check_exercise_4({"efficientnet_lite0": (lite0, rows), "efficientnet_lite1": (lite1, h1.best_val_acc)},
+                          best, root)
+    assert "Correct: 2 pretrained models" in capsys.readouterr().out
+    for answer_runs, feedback in (
+            ({"efficientnet_lite0": (lite0, "0.9"), "efficientnet_lite1": (lite1, h1)},
+             "the history stored with efficientnet_lite0 is str: give the run's validation accuracy"),
+            ({"efficientnet_lite0": (lite0, {"loss": 0.1}), "efficientnet_lite1": (lite1, h1)},
+             "the history stored with efficientnet_lite0 is dict"),
+            ({"efficientnet_lite0": (lite0, [{"val_acc": 0.0}]), "efficientnet_lite1": (lite1, h1)},
+             "efficientnet_lite0 classifies .* but its history says 0.000")):
+        with pytest.raises(ExerciseError, match=feedback):
+            ch03.check_exercise_4(answer_runs, best, root)
+
+
 def test_digits_dataset_is_written_once_and_replaces_an_incomplete_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
     stale = tmp_path / "exercises" / "digits" / "2+1-seed0" / "digits (scikit-learn)" / "train" / "0"

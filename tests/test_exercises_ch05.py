@@ -202,3 +202,32 @@ def test_rescaled_momentum_right_and_wrong(capsys):
     rejects(r"`my_descend\(.*raised ZeroDivisionError", ch05.check_05_rescaled_momentum, lambda f, s, lrs, b: 1 / 0)
     rejects("should be a function", ch05.check_05_rescaled_momentum, 3)
     assert torch.is_tensor(right(optimizers.VALLEY, optimizers.VALLEY.start, [0.1, 0.1], 0.9))
+
+
+# --- exercise 2: judged on what it asks (three wrong answers, one right answer written differently) ------
+
+def test_exercise_2_wrong_answers_a_student_writes():
+    runs = sweep()
+    # the figure's labels as keys
+    rejects(r"keyed by 'lr 0.0001'.*rate as a number", ch05.check_exercise_2, 1e-2, 1e-1, 1e-4,
+            {f"lr {lr:g}": h for lr, h in runs.items()}, figure(runs))
+    # run() returns (history, seconds)
+    rejects(r"is a tuple: run\(\) returns \(history, seconds\)", ch05.check_exercise_2, 1e-2, 1e-1, 1e-4,
+            {lr: (h, 1.0) for lr, h in runs.items()}, figure(runs))
+    # the lowest validation loss itself instead of its rate
+    rejects("is a loss read from the histories, not a rate", ch05.check_exercise_2, 0.286, 1e-1, 1e-4, runs,
+            figure(runs))
+
+
+def test_exercise_2_right_answer_written_differently(capsys):
+    import numpy as np
+    runs = sweep()
+    runs[1e-3] = history(1e-3, [0.69, 0.45], [0.30, 0.29], [0.85, 0.86])   # lowest at the end: 1e-3; over the run: 1e-2
+    fig, ax = plt.subplots()   # plain matplotlib: points for the training loss, lines for the validation loss
+    for lr, h in runs.items():
+        ax.scatter(h.column("epoch"), h.column("train_loss"), label=f"train {lr}")
+        ax.semilogy(h.column("epoch"), h.column("val_loss"), label=f"val {lr}")
+    plt.close(fig)
+    rates = {np.float32(lr): h for lr, h in runs.items()}   # NumPy numbers as keys and answers
+    ch05.check_exercise_2(np.float32(1e-3), np.float32(1e-1), np.float32(1e-4), rates, fig)
+    assert capsys.readouterr().out.startswith("Correct: the four rates")

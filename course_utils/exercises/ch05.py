@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -57,9 +58,17 @@ def _final_train_loss(history) -> float:
     return value if value == value else float("inf")
 
 
+def _is_rate(value) -> bool:
+    """A number (Python's or NumPy's), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _plotted(figure) -> list:
-    """The y-values of every line drawn on `figure`'s axes."""
-    return [np.asarray(line.get_ydata(), dtype=float) for ax in figure.axes for line in ax.get_lines()]
+    """The y-values of every line drawn on `figure`'s axes, and of every scatter plot's points."""
+    lines = [np.asarray(line.get_ydata(), dtype=float) for ax in figure.axes for line in ax.get_lines()]
+    points = [np.asarray(c.get_offsets(), dtype=float) for ax in figure.axes for c in ax.collections
+              if hasattr(c, "get_offsets")]
+    return lines + [p[:, 1] for p in points if p.ndim == 2 and len(p)]
 
 
 def _drawn(curve, lines) -> bool:
@@ -71,15 +80,20 @@ def _ex2_runs(histories) -> list:
     """Set-up: one History per chapter rate, each trained at its rate, all on the same budget."""
     require(isinstance(histories, dict), f"`ex2_histories` should be a dict rate -> History, not a "
                                          f"{type(histories).__name__}.")
-    rates = sorted(histories)
     want = ", ".join(f"{lr:g}" for lr in CHAPTER_LRS)
-    require(len(rates) == len(CHAPTER_LRS) and all(isinstance(lr, (int, float)) for lr in rates)
+    named = [key for key in histories if not _is_rate(key)]
+    require(not named, f"`ex2_histories` is keyed by {', '.join(repr(k) for k in named[:4])}: key each run by its "
+                       f"rate as a number ({want}), e.g. {{lr: history for lr in LRS}}, not by a label.")
+    rates = sorted(histories)
+    require(len(rates) == len(CHAPTER_LRS)
             and all(abs(lr - w) <= 1e-9 * w for lr, w in zip(rates, CHAPTER_LRS)),
             f"`ex2_histories` has the rates {', '.join(repr(lr) for lr in rates) or 'none'}; the exercise asks for "
             f"exactly {want}.", hint="one run per rate, keyed by the rate itself.")
     for lr in rates:
         h = histories[lr]
         answer(h, f"ex2_histories[{lr:g}]")
+        require(not (isinstance(h, tuple) and h and isinstance(h[0], train.History)),
+                f"ex2_histories[{lr:g}] is a tuple: run() returns (history, seconds); keep its History, run(...)[0].")
         require(isinstance(h, train.History) and h.epochs, f"ex2_histories[{lr:g}] should be the History that "
                                                            f"train.fit returned, not a {type(h).__name__}.")
         ran = h.epochs[0].get("lr")
@@ -109,20 +123,28 @@ def _ex2_figure(figure, histories: dict, rates: list) -> None:
                          "plots.learning_curves({f'lr {lr:g}': h for lr, h in ex2_histories.items()}).")
 
 
-def _ex2_picks(answers: dict, rates: list) -> list:
+def _ex2_picks(answers: dict, rates: list, histories: dict) -> list:
     """Set-up: each answer is one of the rates run (None allowed except for the best); the rates picked."""
     want = ", ".join(f"{lr:g}" for lr in CHAPTER_LRS)
+    losses = [v for h in histories.values() for key in ("train_loss", "val_loss") for v in h.column(key)]
     for name, value in answers.items():
-        require(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                  and any(abs(value - lr) <= 1e-9 * lr for lr in rates)),
+        ran = _is_rate(value) and any(abs(value - lr) <= 1e-9 * lr for lr in rates)
+        require(ran or not _is_rate(value) or not any(abs(value - v) <= 1e-9 * abs(v) for v in losses),
+                f"`{name}` = {value!r} is a loss read from the histories, not a rate: `{name}` should be the "
+                f"learning rate of that run (one of {want}).", hint="min(d, key=d.get) gives the key of the "
+                                                                   "smallest value of a dict d.")
+        require(value is None or (_is_rate(value) and any(abs(value - lr) <= 1e-9 * lr for lr in rates)),
                 f"`{name}` = {value!r} is not one of the rates you ran: {want}"
                 + (" (or None)." if name != "best_lr" else "."))
     return [None if value is None else min(rates, key=lambda lr: abs(lr - value)) for value in answers.values()]
 
 
-def _ex2_best(best_lr, rates: list, val: dict, final: dict, acc: dict):
-    """Numbers: the best rate is the one with the lowest validation loss; returns it."""
+def _ex2_best(best_lr, rates: list, val: dict, final: dict, acc: dict, last_val: dict):
+    """Numbers: the best rate is the one with the lowest validation loss, over the epochs or at the last
+    epoch (both read "the lowest validation loss"); returns it."""
     best = min(rates, key=val.get)
+    if best_lr != best and best_lr == min(rates, key=last_val.get):
+        return best_lr   # the lowest validation loss at the end of the run: another fair reading
     if best_lr != best:
         by_acc = max(rates, key=lambda lr: (acc[lr], -val[lr]))
         by_train = min(rates, key=final.get)
@@ -199,12 +221,13 @@ def check_exercise_2(best_lr, too_large_lr, too_small_lr, histories: dict, figur
     answer(figure, "ex2_figure")
     rates = _ex2_runs(histories)
     _ex2_figure(figure, histories, rates)
-    best_lr, too_large_lr, too_small_lr = _ex2_picks(answers, rates)
+    best_lr, too_large_lr, too_small_lr = _ex2_picks(answers, rates, histories)
     val = {lr: _lowest_val_loss(h) for lr, h in histories.items()}
     final = {lr: _final_train_loss(h) for lr, h in histories.items()}
+    last_val = {lr: (lambda v: v if v == v else float("inf"))(h.epochs[-1]["val_loss"]) for lr, h in histories.items()}
     acc = {lr: histories[lr].best_val_acc for lr in rates}
     chance = math.log(classes if isinstance(classes, int) else len(classes))
-    best = _ex2_best(best_lr, rates, val, final, acc)
+    best = _ex2_best(best_lr, rates, val, final, acc, last_val)
     _ex2_too_large(too_large_lr, best, rates, val, chance)
     _ex2_too_small(too_small_lr, best, rates, final, chance)
     lines_out = [f"  {'lr':>8}  final train loss  lowest val loss  best val acc"]

@@ -212,3 +212,19 @@ def intervals(sizes, lows, highs, measured: float, title: str, ax=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def cost_accuracy(points: dict, title: str, xlabel: str = "training seconds", ylabel: str = "best val accuracy",
+                  log_x: bool = False, ax=None):
+    """One labelled point per run, `{label: (cost, accuracy)}`: what each way of training cost against what it
+    reached (up and to the left is better)."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.8))
+    for i, (label, (cost, accuracy)) in enumerate(points.items()):
+        ax.scatter([cost], [accuracy], s=40, color=f"C{i % 10}", label=f"{label}: {accuracy:.3f}, {cost:,.1f}")
+        ax.annotate(label, (cost, accuracy), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel + (" (log scale)" if log_x else ""), ylabel=ylabel, title=title)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig

@@ -155,3 +155,14 @@ def test_intervals_one_bar_per_size_around_the_measured_accuracy():
     assert [(s[0][0], s[0][1], s[1][1]) for s in bars] == [(50, 0.80, 0.97), (153, 0.88, 0.96), (1000, 0.91, 0.94)]
     assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["50", "153", "1,000"]
     assert ax.lines[0].get_ydata()[0] == 0.925 and ax.get_title() == "resnet18: intervals"
+
+
+def test_cost_accuracy_one_labelled_point_per_run():
+    points = {"feature extraction": (12.0, 0.93), "full fine-tuning": (40.5, 0.95), "from scratch": (38.0, 0.6)}
+    fig = plots.cost_accuracy(points, title="resnet18: strategies", log_x=True)
+    ax = fig.axes[0]
+    offsets = [tuple(c.get_offsets()[0]) for c in ax.collections]
+    assert offsets == [(12.0, 0.93), (40.5, 0.95), (38.0, 0.6)]
+    assert [t.get_text() for t in ax.texts] == list(points)
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "training seconds (log scale)"
+    assert ax.get_ylabel() == "best val accuracy" and ax.get_title() == "resnet18: strategies"

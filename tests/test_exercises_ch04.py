@@ -71,20 +71,99 @@ def test_exercise_1_right_answer_passes(capsys):
     loaders = image_loaders()
     check_1(exercise_1(loaders), loaders)
     out = capsys.readouterr().out
-    assert "Correct: 3 epochs each, on the same augmented images (3 cached views" in out
+    assert "Correct: 3 epochs each on 8 training images; feature extraction trained the head on cached features (3 views" in out
     assert "feature extraction: 18 trainable parameters" in out and "fine-tuning:        1,050 trainable" in out
 
 
+def plain_loop(model, params, loaders, epochs, optimizer=torch.optim.Adam, lr=0.01, base_mode="eval",
+               rows=True):
+    """A student's own loop (no train.fit): one dict per epoch, or one accuracy per epoch."""
+    opt = optimizer(params, lr=lr)
+    history = []
+    for epoch in range(epochs):
+        model.train(base_mode == "train")
+        for x, y in loaders["train"]:
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            right = sum((model(x).argmax(1) == y).sum().item() for x, y in loaders["val"])
+        acc = right / len(loaders["val"].dataset)
+        history.append(dict(epoch=epoch + 1, val_acc=acc) if rows else acc)
+    return history
+
+
+def plain_answer(loaders, epochs=None, base_mode="eval", fine_tune=True):
+    """Exercise 1 written plainly: no cached features, own loops, Adam, the base frozen by hand, the
+    histories as a list of per-epoch dicts (feature extraction) and of accuracies (fine-tuning)."""
+    import time
+    epochs = epochs or ch04.exercise_1_epochs()
+    fe_model = tiny_model()
+    for p in fe_model.features.parameters():
+        p.requires_grad = False
+    start = time.perf_counter()
+    fe_history = plain_loop(fe_model, fe_model.classifier.parameters(), loaders, epochs, base_mode=base_mode)
+    fe_seconds = time.perf_counter() - start
+    ft_model = tiny_model()
+    start = time.perf_counter()
+    ft_history = plain_loop(ft_model, (ft_model if fine_tune else ft_model.classifier).parameters(), loaders,
+                            epochs, lr=0.01, base_mode="train", rows=False)
+    return dict(fe_model=fe_model, fe_features=None, fe_history=fe_history, fe_seconds=fe_seconds,
+                ft_model=ft_model, ft_history=ft_history, ft_seconds=time.perf_counter() - start)
+
+
+def test_exercise_1_right_answers_written_differently(capsys):
+    loaders = image_loaders()
+    # own loops, Adam, requires_grad by hand, lists as histories, trained on images
+    check_1(plain_answer(loaders), loaders)
+    out = capsys.readouterr().out
+    assert "Correct: 3 epochs each on 8 training images; feature extraction trained the head on images" in out
+    assert "its base frozen" in out and "feature extraction: 18 trainable parameters" in out
+    # the chapter's own 10 epochs in fast mode too
+    check_1(plain_answer(loaders, epochs=10), loaders)
+    assert "Correct: 10 epochs each" in capsys.readouterr().out
+    # train.fit on the images through the frozen base, fine-tuning with Adam, fe_features the image loaders,
+    # the histories given as their best accuracies (numbers)
+    fe_model, ft_model = zoo.freeze(tiny_model()), tiny_model()
+    fe_history = train.fit(fe_model, loaders, sgd(fe_model), 3, device=CPU, verbose=False, seed=0)
+    ft_history = train.fit(ft_model, loaders, torch.optim.Adam(ft_model.parameters(), 1e-3), 3, device=CPU,
+                           verbose=False, seed=0)
+    check_1(dict(fe_model=fe_model, fe_features=loaders, fe_history=fe_history.best_val_acc, fe_seconds=1.0,
+                 ft_model=ft_model, ft_history=ft_history.best_val_acc, ft_seconds=2.0), loaders)
+    assert "Correct: each run as long as you trained it" in capsys.readouterr().out
+    # cached features, one view, no resampling
+    check_1(exercise_1(loaders, views=1, resample=False), loaders)
+    assert "cached features (1 view of each training image)" in capsys.readouterr().out
+
+
+def test_exercise_1_against_the_pretrained_weights(monkeypatch, capsys):
+    """Where the zoo knows the architecture, the base is compared with its ImageNet weights (here a
+    stand-in: the tiny model's own initial weights)."""
+    reference = {k: v.clone() for k, v in tiny_model().state_dict().items()}
+    monkeypatch.setattr(ch04, "_imagenet_reference", lambda model: ("tiny", reference))
+    loaders = image_loaders()
+    check_1(exercise_1(loaders), loaders)
+    check_1(plain_answer(loaders), loaders)
+    assert "its base still the ImageNet tiny" in capsys.readouterr().out
+    # the plain loop in train mode: the frozen base's BatchNorm statistics drift
+    with pytest.raises(exercises.ExerciseError, match="BatchNorm statistics of `fe_model`'s base changed "
+                                                      "\\(features.0.1.running_mean moved by up to"):
+        check_1(plain_answer(loaders, base_mode="train"), loaders)
+    with pytest.raises(exercises.ExerciseError, match="the weights of `fe_model`'s base changed \\(features.0.0.weight"):
+        check_1(exercise_1(loaders, freeze=False), loaders)
+
+
 @pytest.mark.parametrize("mistake, kwargs, feedback", [
-    ("no augmentation for the features (augment=False)", dict(feature_loaders=image_loaders(augment=False)),
-     "views of `fe_features\\['train'\\]` are identical"),
-    ("features not cached per epoch (one view)", dict(views=1), "holds 8 rows for 8 training images \\(1.00 views\\)"),
-    ("ten times the samples per epoch", dict(resample=False), "draws 24 samples, fine-tuning's 8"),
-    ("too few epochs", dict(epochs=2), "`fe_history` has 2 epoch\\(s\\); the exercise trains 3"),
-    ("base not frozen", dict(freeze=False), "`fe_model` has 1,050 trainable parameters \\(of 1,050\\)"),
-    ("partial instead of full fine-tuning", dict(unfreeze=False), "`ft_model` has 618 trainable parameters of 1,050"),
-    ("arbitrary fine-tuning seconds", dict(ft_seconds=lambda measured, h: 1000.0), "`ft_seconds` = 1000.0 s"),
-    ("fine-tuning seconds below its epochs", dict(ft_seconds=lambda measured, h: h.seconds / 2), "`ft_seconds`"),
+    ("too few epochs", dict(epochs=2), "`fe_history` has 2 epoch\\(s\\); the exercise trains 3 or 10 for each"),
+    ("base not frozen", dict(freeze=False), "`fe_model` has 1,050 trainable parameters \\(of 1,050\\); feature "
+                                            "extraction trains only the head's 18"),
+    ("partial instead of full fine-tuning", dict(unfreeze=False),
+     "fine-tuning changed 600 of the base's 1,032 parameters \\(its first stage, features.0: 0\\)"),
+    ("arbitrary fine-tuning seconds", dict(ft_seconds=lambda measured, h: 20000.0), "`ft_seconds` = 20000.0 s"),
+    ("fine-tuning seconds below its epochs", dict(ft_seconds=lambda measured, h: h.seconds / 2),
+     "`ft_seconds` = .* but fine-tuning's epochs took"),
+    ("milliseconds", dict(ft_seconds=lambda measured, h: 1000 * measured), "looks like milliseconds"),
     ("arbitrary feature-extraction seconds", dict(fe_extra=500.0), "`fe_seconds` = 5"),
 ])
 def test_exercise_1_wrong_answers_fail(mistake, kwargs, feedback):
@@ -98,29 +177,43 @@ def test_exercise_1_more_mistakes():
     answer = exercise_1(loaders)
     with pytest.raises(exercises.ExerciseError, match="`fe_seconds` = .* training the head took"):
         check_1(dict(answer, fe_seconds=answer["fe_history"].seconds), loaders)   # only the head's epochs timed
-    with pytest.raises(exercises.ExerciseError, match="no augmentation"):
-        check_1(answer, image_loaders(augment=False))
-    with pytest.raises(exercises.ExerciseError, match="should be the dict of loaders over cached features"):
-        check_1(dict(answer, fe_features=answer["fe_features"]["train"]), loaders)
-    with pytest.raises(exercises.ExerciseError, match="does not hold stored features"):
-        check_1(dict(answer, fe_features=loaders), loaders)
+    with pytest.raises(exercises.ExerciseError, match="`ft_model`'s base is still the pretrained one: none of its "
+                                                      "1,032 parameters changed"):
+        check_1(plain_answer(loaders, fine_tune=False), loaders)   # only the head of the "fine-tuned" model trained
+    with pytest.raises(exercises.ExerciseError, match="feature extraction trained 3 epochs and fine-tuning 10"):
+        check_1(dict(plain_answer(loaders), ft_history=[0.5] * 10), loaders)
+    with pytest.raises(exercises.ExerciseError, match="reports accuracies such as 100: give them as fractions"):
+        check_1(dict(answer, fe_history=[62.5, 87.5, 100.0]), loaders)
+    with pytest.raises(exercises.ExerciseError, match="`ft_history` is a str that reports no validation accuracy"):
+        check_1(dict(answer, ft_history="done"), loaders)
+    with pytest.raises(exercises.ExerciseError, match="`fe_features` should be what feature extraction trained on"):
+        check_1(dict(answer, fe_features=torch.zeros(8, 8)), loaders)
     with pytest.raises(exercises.ExerciseError, match="compare two copies of the same pretrained model"):
         check_1(dict(answer, ft_model=zoo.load_untrained("resnet18", 2)), loaders)
-    with pytest.raises(exercises.ExerciseError, match="should be the History"):
-        check_1(dict(answer, ft_history=[answer["ft_history"]]), loaders)
     with pytest.raises(exercises.ExerciseError, match="should be one number"):
         check_1(dict(answer, fe_seconds="fast"), loaders)
     h = answer["fe_history"]   # the history of another run than the model's (e.g. a new nn.Linear trained instead)
-    elsewhere = train.History(epochs=h.epochs, best_epoch=h.best_epoch, best_val_acc=h.best_val_acc + 0.5
-                              if h.best_val_acc < 0.5 else h.best_val_acc - 0.5)
+    other = 0.0 if h.best_val_acc >= 0.5 else 1.0
+    elsewhere = train.History(epochs=[dict(r, val_acc=other) for r in h.epochs], best_epoch=h.best_epoch,
+                              best_val_acc=other)
     with pytest.raises(exercises.ExerciseError, match="`fe_model` gets .* on the 8 validation images, but its history says"):
         check_1(dict(answer, fe_history=elsewhere), loaders)
     val = answer["fe_features"]["val"]
     short = dict(answer["fe_features"], val=DataLoader(torch.utils.data.Subset(val.dataset, [0, 1]), batch_size=2))
     with pytest.raises(exercises.ExerciseError, match="`fe_features\\['val'\\]` has 2 samples"):
         check_1(dict(answer, fe_features=short), loaders)
+    # features stored, then the base run in train mode (its BatchNorm statistics moved): stale features
+    stale = exercise_1(loaders)
+    stale["fe_model"].train()
+    with torch.no_grad():
+        for x, _ in loaders["train"]:
+            stale["fe_model"].features(x * 3 + 1)
+    with pytest.raises(exercises.ExerciseError, match="`fe_features\\['val'\\]` are not what `fe_model`'s base computes"):
+        check_1(stale, loaders)
     with pytest.raises(exercises.NotDone, match="Not done yet: `fe_model`"):
         check_1(dict(answer, fe_model=...), loaders)
+    with pytest.raises(exercises.NotDone, match="Not done yet: `fe_features`"):
+        check_1(dict(answer, fe_features=...), loaders)
 
 
 # --- exercise 5 -------------------------------------------------------------------------------------
@@ -287,8 +380,9 @@ def test_exercise_5_wrong_runs_fail():
     with pytest.raises(exercises.ExerciseError, match="with at least 3 epochs \\(got 1\\)"):
         check(baseline_history=histories[0])
     h = histories[2]
-    elsewhere = train.History(epochs=h.epochs, best_epoch=h.best_epoch, best_val_acc=h.best_val_acc + 0.5
-                              if h.best_val_acc < 0.5 else h.best_val_acc - 0.5)
+    other = 0.0 if h.best_val_acc >= 0.5 else 1.0
+    elsewhere = train.History(epochs=[dict(r, val_acc=other) for r in h.epochs], best_epoch=h.best_epoch,
+                              best_val_acc=other)
     with pytest.raises(exercises.ExerciseError, match="`progressive_model` gets .* but its history says"):
         check(progressive_histories=[histories[0], histories[1], elsewhere])
     with pytest.raises(exercises.NotDone, match="`progressive_histories`"):

@@ -9,13 +9,19 @@ phase, and reads off which parameters each phase changed: no stand-in model, not
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
+import numbers
+from typing import NamedTuple
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
+from torchvision.models import get_model_weights
 
-from .. import settings, train, zoo
+from .. import lite, settings, train, zoo
+from .ch03 import _architecture, _imagenet_state
 from .harness import ExerciseError, answer, call, number, passed, require, same_accuracy
 
 EXERCISE_1_EPOCHS = (10, 3)        # the chapter's 10 epochs each (full mode), fast mode's
@@ -43,126 +49,358 @@ def _history(value, name: str, epochs: int):
     return value
 
 
-def _model_accuracy(model, history, name: str, loader) -> float:
-    n = len(loader.dataset)
-    acc = train.accuracy(model, loader)
+class _Run(NamedTuple):
+    """What a history reports, in whatever form it came: train.fit's History, a list of per-epoch dicts
+    or accuracies, a dict of columns, or one number."""
+    epochs: int | None         # how many epochs it shows (None: a single number shows none)
+    per_epoch: list[float]     # each epoch's validation accuracy, in order
+    best: float | None         # the best validation accuracy it states (History.best_val_acc, a number)
+    seconds: float | None      # the epochs' own seconds, where it measured them
+
+    @property
+    def accuracies(self) -> list[float]:
+        """Every accuracy the run reports: the model kept is one of them (best or last epoch)."""
+        return ([] if self.best is None else [self.best]) + self.per_epoch
+
+    @property
+    def final(self) -> float | None:
+        return self.per_epoch[-1] if self.per_epoch else self.best
+
+
+_ACC_KEYS = ("val_acc", "val_accuracy", "best_val_acc", "accuracy", "acc")
+
+
+def _scalar(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if torch.is_tensor(value) and value.numel() == 1 and not value.dtype == torch.bool:
+        return float(value)
+    return None
+
+
+def _row_accuracy(row) -> float | None:
+    """A per-epoch entry's validation accuracy: a number, or a dict's 'val_acc' (or a like key)."""
+    if isinstance(row, dict):
+        return next((_scalar(row[k]) for k in _ACC_KEYS if k in row and _scalar(row[k]) is not None), None)
+    return _scalar(row)
+
+
+def _run(history, name: str) -> _Run:
+    """Read a run's history in any of the forms a student may keep it in."""
+    if isinstance(history, train.History):
+        require(not history.interrupted, f"`{name}` is the history of an interrupted run ({len(history.epochs)} "
+                                         f"epoch(s)): run it to the end.")
+        rows = history.epochs
+        seconds = sum(r["seconds"] for r in rows) if rows and all("seconds" in r for r in rows) else None
+        per_epoch = [float(r["val_acc"]) for r in rows if "val_acc" in r]
+        return _Run(len(rows), per_epoch, _scalar(history.best_val_acc) if rows else None, seconds)
+    run = None
+    if _scalar(history) is not None:
+        run = _Run(None, [], _scalar(history), None)
+    elif isinstance(history, dict):
+        key = next((k for k in _ACC_KEYS if k in history), None)
+        column = history.get(key) if key else None
+        if _scalar(column) is not None:                       # one summary: {'val_acc': 0.9, ...}
+            run = _Run(None, [], _scalar(column), None)
+        elif isinstance(column, (list, tuple)) and all(_scalar(v) is not None for v in column):   # columns
+            seconds = history.get("seconds")
+            run = _Run(len(column), [_scalar(v) for v in column], None,
+                       sum(seconds) if isinstance(seconds, (list, tuple)) and len(seconds) == len(column) else None)
+    elif isinstance(history, (list, tuple)):
+        accs = [_row_accuracy(row) for row in history]
+        if all(a is not None for a in accs):
+            timed = all(isinstance(r, dict) and _scalar(r.get("seconds")) is not None for r in history)
+            run = _Run(len(accs), accs, None, sum(_scalar(r["seconds"]) for r in history) if timed and history else None)
+    require(run is not None,
+            f"`{name}` is a {type(history).__name__} that reports no validation accuracy: give the run's history "
+            f"as train.fit's History, a list with one validation accuracy (or one dict with 'val_acc') per "
+            f"epoch, or the best validation accuracy as a number.")
+    require(all(0 <= a <= 1 for a in run.accuracies),
+            f"`{name}` reports accuracies such as {max(run.accuracies, key=abs):g}: give them as fractions between "
+            f"0 and 1, not percentages.")
+    return run
+
+
+def _accuracy(model, loader, capture: bool = False):
+    """The model's accuracy on the validation images; with `capture`, also the inputs its head received
+    (the base's features of those images), in the loader's order."""
+    seen = []
+    hook = zoo.head(model).layer.register_forward_hook(
+        lambda module, inputs, output: seen.append(inputs[0].detach().float().flatten(1).cpu())) if capture else None
+    try:
+        acc = train.accuracy(model, loader)
+    finally:
+        if hook is not None:
+            hook.remove()
+    return (acc, torch.cat(seen)) if capture else acc
+
+
+def _reported(acc: float, run: _Run, name: str, history_name: str, n: int) -> float:
+    """The model's accuracy `acc` (over `n` images) must be one its history reports."""
+    claimed = run.accuracies
     # two images and a half: the allowance this check was written with (commit f13f3d3), wider than the
     # other checks' 1.5, for whole models re-evaluated after training
-    require(same_accuracy(acc, history.best_val_acc, n, images=2.5),
+    require(any(same_accuracy(acc, c, n, images=2.5) for c in claimed),
             f"`{name}` gets {acc:.3f} on the {n} validation images, but its history says "
-            f"{history.best_val_acc:.3f}.", hint="report the history of the model you trained (train the "
-            "model's own head, `zoo.head(model).layer`, not a new layer or a copy).")
+            f"{', '.join(f'{c:.3f}' for c in claimed[:4]) or 'nothing'}{' ...' if len(claimed) > 4 else ''}.",
+            hint=f"report the history (`{history_name}`) of the model you trained: train the model's own head, "
+                 f"`zoo.head(model).layer`, not a new layer or a copy, and keep the weights it reports.")
     return acc
 
 
-def _augments(loader) -> bool:
-    """Whether the loader's training transform is random: the same image twice gives two inputs."""
-    dataset = loader.dataset
-    transform, images = getattr(dataset, "transform", None), getattr(dataset, "images", None)
-    if transform is None or images is None:
-        return False
-    torch.manual_seed(0)
-    first = [transform(images[i]) for i in range(min(4, len(dataset)))]
-    return any(not torch.equal(a, transform(images[i])) for i, a in enumerate(first))
+def _model_accuracy(model, run: _Run, name: str, history_name: str, loader) -> float:
+    return _reported(_accuracy(model, loader), run, name, history_name, len(loader.dataset))
 
 
-def _ex1_parameters(fe_model, ft_model):
-    """Set-up: two copies of one model, only the head trainable in `fe_model`, all of `ft_model`."""
+# --- exercise 1 -------------------------------------------------------------------------------------
+
+def _num_params(name: str) -> int | None:
+    try:
+        return get_model_weights(name).DEFAULT.meta["num_params"]
+    except Exception:  # noqa: BLE001  (a model without weights metadata)
+        return None
+
+
+def _imagenet_reference(model) -> tuple[str, dict] | None:
+    """(name, ImageNet weights and buffers) of the zoo's pretrained model whose architecture `model` is,
+    its weights present here; None for any other model (then the check judges by what is frozen)."""
+    head = zoo.head(model).layer
+    if not isinstance(head, nn.Linear):
+        return None
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    params = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in head.parameters())
+    imagenet = params + head.in_features * 1000 + (1000 if head.bias is not None else 0)
+    candidates = [n for n in zoo.torchvision_models() if _num_params(n) == imagenet]
+    candidates += [n for n in lite.VARIANTS if _lite_params(n) == imagenet]
+    for name in candidates:
+        if _architecture(name, head.out_features) == shapes and zoo.weights_available(name):
+            return name, _imagenet_state(name)
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _lite_params(name: str) -> int:
+    return sum(p.numel() for p in lite.efficientnet_lite(name, pretrained=False).parameters())
+
+
+def _base_keys(model, keys) -> list[str]:
+    """The keys (of parameters or buffers) outside the model's head."""
+    prefix = zoo.head(model).name + "."
+    return [k for k in keys if not k.startswith(prefix)]
+
+
+def _ex1_models(fe_model, ft_model):
+    """Set-up: two copies of one architecture; feature extraction's base unchanged (the ImageNet one
+    where the zoo knows the model, else frozen), fine-tuning's changed throughout. Returns the
+    reference's name (or None) and the trainable parameters of each."""
+    for model, name in ((fe_model, "fe_model"), (ft_model, "ft_model")):
+        require(isinstance(model, nn.Module), f"`{name}` should be the trained model (an nn.Module), not a "
+                                              f"{type(model).__name__}.")
+    fe_shapes = {k: tuple(p.shape) for k, p in fe_model.named_parameters()}
     fe_count, ft_count = zoo.count_parameters(fe_model), zoo.count_parameters(ft_model)
-    head = zoo.count_parameters(zoo.head(fe_model).layer).total
-    require(fe_count.total == ft_count.total,
-            f"`fe_model` has {fe_count.total:,} parameters and `ft_model` {ft_count.total:,}: compare two copies "
-            f"of the same pretrained model.", hint="start both from `copy.deepcopy(pretrained)`.")
-    require(0 < fe_count.trainable <= head,
-            f"`fe_model` has {fe_count.trainable:,} trainable parameters (of {fe_count.total:,}); feature "
-            f"extraction trains only the head's {head:,}.", hint="freeze the base: `zoo.freeze(fe_model)`.")
-    require(ft_count.trainable == ft_count.total,
-            f"`ft_model` has {ft_count.trainable:,} trainable parameters of {ft_count.total:,}; fine-tuning "
-            f"trains all of them.", hint="`zoo.unfreeze(ft_model)`, and give the optimizer all its parameters.")
-    return fe_count, ft_count
+    require(fe_shapes == {k: tuple(p.shape) for k, p in ft_model.named_parameters()},
+            f"`fe_model` has {fe_count.total:,} parameters and `ft_model` {ft_count.total:,} (not the same layers): "
+            f"compare two copies of the same pretrained model.", hint="start both from `copy.deepcopy(pretrained)`.")
+    head_name, head = zoo.head(fe_model)
+    head_size = zoo.count_parameters(head).total
+    found = _imagenet_reference(fe_model)
+    if found is not None:
+        arch, reference = found
+        state = fe_model.state_dict()
+        for key in _base_keys(fe_model, state):
+            value = state[key]
+            if torch.equal(value.detach().cpu(), reference[key]):
+                continue
+            if "running_" in key or "num_batches_tracked" in key:
+                change = (value.detach().cpu().float() - reference[key].float()).abs().max().item()
+                require(False, f"the BatchNorm statistics of `fe_model`'s base changed ({key} moved by up to "
+                               f"{change:.3g}): the base ran in train mode while the head trained, so the frozen "
+                               f"base still drifted (section 2's plain loop).",
+                        hint="keep the base in eval mode: train with `train.fit` (it keeps frozen BatchNorm layers "
+                             "in eval mode), or train the head on features computed once.")
+            require(False, f"the weights of `fe_model`'s base changed ({key} is no longer {arch}'s ImageNet "
+                           f"weight): the base was trained. Feature extraction trains only the head.",
+                    hint="`zoo.freeze(fe_model)` (or requires_grad = False on every base parameter) before "
+                         "building the optimizer.")
+        base = reference
+    else:
+        arch = None
+        require(fe_count.trainable <= head_size,
+                f"`fe_model` has {fe_count.trainable:,} trainable parameters (of {fe_count.total:,}); feature "
+                f"extraction trains only the head's {head_size:,}.",
+                hint="freeze the base: `zoo.freeze(fe_model)`, or requires_grad = False on its parameters.")
+        base = {k: v.detach().cpu() for k, v in fe_model.named_parameters()}   # frozen: still the pretrained one
+    # fine-tuning: every stage of the base learned (its parameters differ from the pretrained ones)
+    stages = [name for name, _ in zoo.stages(ft_model)]
+    params = dict(ft_model.named_parameters())
+    in_base = {k: params[k] for k in _base_keys(ft_model, params)}
+    changed = {k for k, p in in_base.items() if not torch.equal(p.detach().cpu(), base[k])}
+    size = lambda keys: sum(in_base[k].numel() for k in keys)  # noqa: E731
+    total = size(in_base)
+    require(changed, f"`ft_model`'s base is still the pretrained one: none of its {total:,} parameters changed, so "
+                     f"only the head trained. Fine-tuning trains the base too.",
+            hint="`zoo.unfreeze(ft_model)` (requires_grad = True everywhere), and give the optimizer all its parameters.")
+    first = {k for k in in_base if stages and k.startswith(stages[0] + ".")}
+    require(size(changed) >= 0.5 * total and (changed & first or not first),
+            f"fine-tuning changed {size(changed):,} of the base's {total:,} parameters (its first stage, "
+            f"{stages[0] if stages else '-'}: {size(changed & first):,}): full fine-tuning trains every layer.",
+            hint="`zoo.unfreeze(ft_model)`, and give the optimizer all its parameters (not only the trainable ones "
+                 "of an earlier freeze).")
+    fe_trained = min(fe_count.trainable, head_size) or head_size
+    return arch, fe_trained, ft_count.trainable
 
 
-def _ex1_features(fe_features, fe_model, loaders, epochs: int) -> int:
-    """Set-up: the same augmented images for both, the features cached once (one view per epoch), as
-    many samples per epoch. Returns the number of cached views."""
+def _ex1_features(fe_features, fe_model, loaders):
+    """Set-up: what feature extraction trained on: None or image loaders (the head trained through the
+    frozen base), or loaders over stored features. Returns (how, stored validation features or None,
+    views of the training images)."""
+    if fe_features is None:
+        return "images", None, None
+    split = fe_features if isinstance(fe_features, dict) else {"train": fe_features}
+    require(isinstance(fe_features, (dict, DataLoader)) and "train" in split
+            and all(isinstance(v, DataLoader) for v in split.values()),
+            f"`fe_features` should be what feature extraction trained on: the loaders over cached features (a dict "
+            f"with 'train' and 'val', as `features.feature_loaders` returns), or None if the head trained on the "
+            f"images through the frozen base (got {type(fe_features).__name__}).")
+    in_features = zoo.head(fe_model).layer.in_features
+    first = split["train"].dataset[0]
+    x = torch.as_tensor(first[0] if isinstance(first, (tuple, list)) else first)
+    if x.dim() >= 3:
+        return "images", None, None
+    require(x.dim() == 1 and x.shape[0] == in_features,
+            f"`fe_features['train']` holds samples of shape {tuple(x.shape)}; cached features are one row of the "
+            f"head's {in_features} inputs per image.",
+            hint="compute them with `features.feature_loaders(fe_model, loaders, ...)`.")
     n_train = len(loaders["train"].dataset)
-    require(_augments(loaders["train"]),
-            "`loaders['train']` gives every training image the same input at every epoch (no augmentation).",
-            hint="both approaches should see randomly cropped and flipped images: use the chapter's "
-                 "`loaders` (augment=True), for the features as for fine-tuning.")
-    require(isinstance(fe_features, dict) and {"train", "val"} <= set(fe_features),
-            f"`fe_features` should be the dict of loaders over cached features that `features.feature_loaders` "
-            f"returned (got {type(fe_features).__name__}).")
-    stored = getattr(fe_features["train"].dataset, "tensors", None)
-    require(stored is not None and stored[0].dim() == 2 and stored[0].shape[1] == zoo.head(fe_model).layer.in_features,
-            "`fe_features['train']` does not hold stored features (one row of the head's inputs per sample).",
-            hint="compute them once with `features.feature_loaders(fe_model, loaders, views=...)`.")
-    x = stored[0]
-    views, extra = divmod(len(x), n_train)
-    require(extra == 0 and views == epochs,
-            f"`fe_features['train']` holds {len(x)} rows for {n_train} training images "
-            f"({len(x) / n_train:.2f} views); the exercise stores one augmented view per epoch, {epochs}.",
-            hint=f"`views={epochs}`: as many different crops of each image as fine-tuning sees.")
-    require(views < 2 or not torch.equal(x[:n_train], x[n_train:2 * n_train]),
-            "the views of `fe_features['train']` are identical: they were computed without augmentation "
-            "(augment=False), so the head sees the same crop every epoch while fine-tuning sees a new one.",
-            hint="compute the features from the augmenting `loaders`.")
-    per_epoch = len(fe_features["train"].sampler)
-    require(per_epoch == n_train,
-            f"one epoch of your feature extraction draws {per_epoch} samples, fine-tuning's {n_train}: "
-            f"the two would not train for the same number of steps.",
-            hint="`finetune.resampled(fe_features['train'], len(loaders['train'].dataset))`.")
-    n_val = len(loaders["val"].dataset)
-    require(len(fe_features["val"].dataset) == n_val,
-            f"`fe_features['val']` has {len(fe_features['val'].dataset)} samples, the validation set {n_val}.")
-    return views
+    rows = len(split["train"].dataset)
+    views = rows // n_train if rows % n_train == 0 else rows / n_train
+    if "val" not in split:
+        return "features", None, views
+    dataset, n_val = split["val"].dataset, len(loaders["val"].dataset)
+    require(len(dataset) == n_val, f"`fe_features['val']` has {len(dataset)} samples, the validation set {n_val}.")
+    stored = getattr(dataset, "tensors", None)
+    stored = stored[0] if stored else torch.stack([torch.as_tensor(dataset[i][0]) for i in range(len(dataset))])
+    return "features", stored.float().flatten(1).cpu(), views
 
 
-def _ex1_seconds(fe_history, ft_history, fe_seconds: float, ft_seconds: float) -> None:
-    """Numbers: the seconds reported are those measured around each approach."""
-    require(ft_history.seconds <= ft_seconds <= 1.25 * ft_history.seconds + 5,
-            f"`ft_seconds` = {ft_seconds:.1f} s, but fine-tuning's epochs took {ft_history.seconds:.1f} s: "
-            f"the time you report should be the time measured around `train.fit`.",
-            hint="`start = time.perf_counter()` before, `time.perf_counter() - start` after.")
-    low, high = fe_history.seconds + 0.02 * ft_history.seconds, fe_history.seconds + 1.5 * ft_history.seconds + 5
-    require(low <= fe_seconds <= high,
-            f"`fe_seconds` = {fe_seconds:.1f} s, but training the head took {fe_history.seconds:.1f} s and "
-            f"computing the features should take between {low - fe_history.seconds:.1f} and "
-            f"{high - fe_history.seconds:.1f} s more (fine-tuning took {ft_history.seconds:.1f} s).",
-            hint="time everything feature extraction costs, from computing the features to the end of "
-                 "`train.fit`, with `time.perf_counter()`.")
+def _features_differ(stored, computed) -> float:
+    """How far the stored validation features are from those computed now (relative, median over images;
+    rows matched by nearest neighbour if the order differs)."""
+    if stored.shape != computed.shape:
+        return float("inf")
+    scale = computed.norm(dim=1).clamp_min(1e-12)
+    same_order = ((stored - computed).norm(dim=1) / scale).median().item()
+    if same_order <= 0.05:
+        return same_order
+    return (torch.cdist(stored, computed).min(dim=1).values / stored.norm(dim=1).clamp_min(1e-12)).median().item()
+
+
+def _ex1_epochs(fe_run: _Run, ft_run: _Run) -> int | None:
+    """Numbers: each approach trained the exercise's epochs (the mode's, or the chapter's 10)."""
+    want, chapter_epochs = exercise_1_epochs(), EXERCISE_1_EPOCHS[0]
+    allowed = sorted({want, chapter_epochs})
+    said = " or ".join(map(str, allowed))
+    for run, name in ((fe_run, "fe_history"), (ft_run, "ft_history")):
+        require(run.epochs is None or run.epochs in allowed,
+                f"`{name}` has {run.epochs} epoch(s); the exercise trains {said} for each approach.",
+                hint="run every epoch, without early stopping (`patience`), and let it run to the end.")
+    require(None in (fe_run.epochs, ft_run.epochs) or fe_run.epochs == ft_run.epochs,
+            f"feature extraction trained {fe_run.epochs} epochs and fine-tuning {ft_run.epochs}: compare the two "
+            f"over the same number of epochs.")
+    return fe_run.epochs or ft_run.epochs
+
+
+def _seconds(value, name: str) -> float:
+    seconds = number(value, name, "seconds, from time.perf_counter()")
+    require(seconds > 0, f"`{name}` is {seconds:g}: time the run, `start = time.perf_counter()` before and "
+                         f"`time.perf_counter() - start` after.")
+    return seconds
+
+
+def _ex1_seconds(fe_run: _Run, ft_run: _Run, fe_seconds: float, ft_seconds: float, how: str) -> None:
+    """Numbers: the seconds reported are those measured around each approach, where the histories timed
+    their epochs (an own loop's history may not)."""
+    def millis(value, low, high):
+        return value > high and low <= value / 1000 <= high
+
+    if ft_run.seconds is not None:
+        low, high = ft_run.seconds, 1.25 * ft_run.seconds + 5
+        require(not millis(ft_seconds, low, high), f"`ft_seconds` = {ft_seconds:g}: that looks like milliseconds. "
+                                                   f"Give seconds (time.perf_counter() differences are seconds).")
+        require(low <= ft_seconds <= high,
+                f"`ft_seconds` = {ft_seconds:.1f} s, but fine-tuning's epochs took {ft_run.seconds:.1f} s: the time "
+                f"you report should be the time measured around its training.",
+                hint="`start = time.perf_counter()` before, `time.perf_counter() - start` after.")
+    if fe_run.seconds is not None:
+        cost = ft_run.seconds if ft_run.seconds is not None else None
+        features = 0.02 * cost if how == "features" and cost is not None else 0.0
+        low = 0.98 * fe_run.seconds + features
+        high = fe_run.seconds + (1.5 * cost + 5 if cost is not None else float("inf"))
+        require(not millis(fe_seconds, low, high), f"`fe_seconds` = {fe_seconds:g}: that looks like milliseconds. "
+                                                   f"Give seconds (time.perf_counter() differences are seconds).")
+        what = ("computing the features should take between "
+                f"{low - fe_run.seconds:.1f} and {high - fe_run.seconds:.1f} s more" if how == "features" else
+                "the time measured around it should be about that")
+        require(low <= fe_seconds <= high,
+                f"`fe_seconds` = {fe_seconds:.1f} s, but training the head took {fe_run.seconds:.1f} s and "
+                f"{what}" + (f" (fine-tuning took {cost:.1f} s)." if cost is not None else "."),
+                hint="time everything feature extraction costs, from computing the features (if you cache them) to "
+                     "the end of training, with `time.perf_counter()`.")
 
 
 def check_exercise_1(fe_model, fe_features, fe_history, fe_seconds, ft_model, ft_history, ft_seconds,
                      loaders) -> None:
-    """The chapter's exercise 1: feature extraction and fine-tuning, the chapter's 10 epochs each,
-    on the same augmented images (`loaders`). Feature extraction trains the head of `fe_model` on
-    cached features (`fe_features`: one augmented view of every training image per epoch, as many
-    drawn per epoch as there are training images); fine-tuning trains all of `ft_model`."""
-    for value, name in ((fe_model, "fe_model"), (fe_features, "fe_features"), (fe_history, "fe_history"),
-                        (fe_seconds, "fe_seconds"), (ft_model, "ft_model"), (ft_history, "ft_history"),
-                        (ft_seconds, "ft_seconds")):
+    """The chapter's exercise 1: feature extraction and fine-tuning of the same pretrained model, the
+    chapter's 10 epochs each (fast mode: fewer), on ants vs bees (`loaders`), compared by validation
+    accuracy, time and trainable parameters. Any correct way is accepted: the head trained on cached
+    features (`fe_features`: their loaders, any views) or on images through the frozen base
+    (`fe_features` None or the image loaders), with `train.fit` or an own loop, any optimizer; a history
+    may be train.fit's History, a list of per-epoch dicts or accuracies, or one number. Verified on
+    the models: the same architecture; feature extraction's base unchanged (the ImageNet weights and
+    BatchNorm statistics where the zoo knows the model, else frozen; cached validation features still
+    what the base computes); fine-tuning's base changed throughout; each model's accuracy one its
+    history reports; the epochs and seconds, where the histories show them."""
+    for value, name in ((fe_model, "fe_model"), (fe_history, "fe_history"), (fe_seconds, "fe_seconds"),
+                        (ft_model, "ft_model"), (ft_history, "ft_history"), (ft_seconds, "ft_seconds")):
         answer(value, name)
-    fe_seconds, ft_seconds = number(fe_seconds, "fe_seconds", "seconds"), number(ft_seconds, "ft_seconds", "seconds")
-    epochs = exercise_1_epochs()
-    fe_count, ft_count = _ex1_parameters(fe_model, ft_model)
-    views = _ex1_features(fe_features, fe_model, loaders, epochs)
-    _history(fe_history, "fe_history", epochs)
-    _history(ft_history, "ft_history", epochs)
-    _ex1_seconds(fe_history, ft_history, fe_seconds, ft_seconds)
+    if fe_features is ...:
+        answer(fe_features, "fe_features")
+    fe_seconds, ft_seconds = _seconds(fe_seconds, "fe_seconds"), _seconds(ft_seconds, "ft_seconds")
+    fe_run, ft_run = _run(fe_history, "fe_history"), _run(ft_history, "ft_history")
+    arch, fe_trained, ft_trained = _ex1_models(fe_model, ft_model)
+    how, stored_val, views = _ex1_features(fe_features, fe_model, loaders)
+    epochs = _ex1_epochs(fe_run, ft_run)
     # the verdict, from the models themselves
     n_val = len(loaders["val"].dataset)
-    fe_acc = _model_accuracy(fe_model, fe_history, "fe_model", loaders["val"])
-    ft_acc = _model_accuracy(ft_model, ft_history, "ft_model", loaders["val"])
+    fe_acc, computed = _accuracy(fe_model, loaders["val"], capture=True)
+    if stored_val is not None:
+        differ = _features_differ(stored_val, computed)
+        require(differ <= 0.05,
+                f"`fe_features['val']` are not what `fe_model`'s base computes for the validation images now (they "
+                f"differ by {differ:.0%} of their size): the base changed after the features were stored (e.g. its "
+                f"BatchNorm statistics, run in train mode), or they come from another model.",
+                hint="compute them from `fe_model` itself, its base frozen and in eval mode "
+                     "(`features.feature_loaders(fe_model, loaders, ...)`), and change nothing in the base afterwards.")
+    _reported(fe_acc, fe_run, "fe_model", "fe_history", n_val)
+    ft_acc = _model_accuracy(ft_model, ft_run, "ft_model", "ft_history", loaders["val"])
+    _ex1_seconds(fe_run, ft_run, fe_seconds, ft_seconds, how)
     diff = round((ft_acc - fe_acc) * n_val)
-    passed(f"{epochs} epochs each, on the same augmented images ({views} cached views for feature extraction).\n"
-           f"  feature extraction: {fe_count.trainable:,} trainable parameters, {fe_seconds:.1f} s, "
+    trained_on = (f"the head on cached features ({views} view{'s' if views != 1 else ''} of each training image)"
+                  if how == "features" else "the head on images, through the frozen base")
+    passed(f"{f'{epochs} epochs each' if epochs else 'each run as long as you trained it'} on "
+           f"{len(loaders['train'].dataset)} training images; feature extraction trained {trained_on}, its base "
+           f"{f'still the ImageNet {arch}' if arch else 'frozen'}; fine-tuning changed the whole base.\n"
+           f"  feature extraction: {fe_trained:,} trainable parameters, {fe_seconds:.1f} s, "
            f"val acc {fe_acc:.3f}\n"
-           f"  fine-tuning:        {ft_count.trainable:,} trainable parameters, {ft_seconds:.1f} s, "
+           f"  fine-tuning:        {ft_trained:,} trainable parameters, {ft_seconds:.1f} s, "
            f"val acc {ft_acc:.3f}\n"
-           f"  fine-tuning trains {ft_count.trainable / fe_count.trainable:,.0f}x the parameters, takes "
+           f"  fine-tuning trains {ft_trained / fe_trained:,.0f}x the parameters, takes "
            f"{ft_seconds / fe_seconds:.1f}x the time, and gets {diff:+d} of {n_val} validation images.")
 
+
+# --- exercise 5 -------------------------------------------------------------------------------------
 
 def _tiny_loaders(loaders, size: int = 64, n: int = 4):
     """A few of the real training images, small: one batch for training and for validation."""
@@ -261,7 +499,8 @@ def check_exercise_5(unfreeze_progressively, progressive_model, progressive_hist
             f"`baseline_history` should be the History of full fine-tuning from the start, with at least {total} "
             f"epochs (got {len(getattr(baseline_history, 'epochs', []))}).")
     n_val = len(loaders["val"].dataset)
-    progressive_acc = _model_accuracy(progressive_model, progressive_histories[2], "progressive_model", loaders["val"])
+    progressive_acc = _model_accuracy(progressive_model, _run(progressive_histories[2], "progressive_histories[2]"),
+                                      "progressive_model", "progressive_histories[2]", loaders["val"])
     base = baseline_history.epochs[:total]
     final, base_final = progressive_histories[2].epochs[-1]["val_acc"], base[-1]["val_acc"]
     best, base_best = max(h.best_val_acc for h in progressive_histories), max(r["val_acc"] for r in base)

@@ -294,6 +294,47 @@ def test_exercise_5_right_answers_pass_on_the_real_architecture(function, arch, 
     assert "Correct: three phases on " in out and "full fine-tuning, 3 epochs: final val acc" in out
 
 
+def progressive_by_hand(model, loaders, epochs):
+    """Written without train.fit or zoo.freeze: requires_grad by hand (the last stage by zoo.stages), Adam
+    per phase, an own loop; each phase's history a list of per-epoch dicts."""
+    head = zoo.head(model).layer
+    last = zoo.stages(model)[-1][1]
+    histories = []
+    for phase, n in enumerate(epochs):
+        for p in model.parameters():
+            p.requires_grad = phase == 2
+        for module in [head] + ([last] if phase == 1 else []):
+            for p in module.parameters():
+                p.requires_grad = True
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+        histories.append(plain_loop(model, [p for g in optimizer.param_groups for p in g["params"]], loaders, n,
+                                    optimizer=torch.optim.Adam, lr=1e-3, base_mode="train"))
+    return histories
+
+
+def one_optimizer_for_all(model, loaders, epochs, **fit_kwargs):
+    """One SGD over every parameter from the start, freezing by requires_grad: a frozen parameter gets no
+    gradient, so the optimizer leaves it alone; the histories are the per-epoch dicts (History.epochs)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    histories = []
+    for train_last, n in zip((0, 1, None), epochs):
+        zoo.unfreeze(model) if train_last is None else zoo.freeze(model, train_last=train_last)
+        histories.append(train.fit(model, loaders, optimizer, n, device=CPU, **fit_kwargs).epochs)
+    return histories
+
+
+@pytest.mark.parametrize("function", [progressive_by_hand, one_optimizer_for_all])
+def test_exercise_5_right_answers_written_differently(function, capsys):
+    pretrained = tiny_model()
+    loaders = real_loaders()
+    model, histories, baseline = real_run(function, pretrained, loaders)
+    exercises.check_exercise_5(function, model, histories, [r["val_acc"] for r in baseline.epochs], pretrained,
+                               loaders)
+    out = capsys.readouterr().out
+    assert "Correct: three phases on Sequential: 18 -> 618 -> 1,050 parameters changed." in out
+    assert "full fine-tuning, 3 epochs: final val acc" in out
+
+
 def reused_optimizer(model, loaders, epochs, **fit_kwargs):
     histories, optimizer = [], None
     for train_last, n in zip((0, 1, None), epochs):

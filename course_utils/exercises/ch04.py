@@ -38,17 +38,6 @@ def exercise_5_epochs() -> tuple[int, int, int]:
     return tuple(settings.epochs(full, fast) for full, fast in zip(*EXERCISE_5_EPOCHS))
 
 
-def _history(value, name: str, epochs: int):
-    require(isinstance(value, train.History) and value.epochs,
-            f"`{name}` should be the History that `train.fit` returned, with its epochs "
-            f"(got {type(value).__name__}).")
-    require(not value.interrupted and len(value.epochs) == epochs,
-            f"`{name}` has {len(value.epochs)} epoch(s){' (interrupted)' if value.interrupted else ''}; "
-            f"the exercise trains {epochs}.", hint="pass the exercise's number of epochs to `train.fit`, "
-            "without early stopping (`patience`), and let it run to the end.")
-    return value
-
-
 class _Run(NamedTuple):
     """What a history reports, in whatever form it came: train.fit's History, a list of per-epoch dicts
     or accuracies, a dict of columns, or one number."""
@@ -117,9 +106,9 @@ def _run(history, name: str) -> _Run:
             f"`{name}` is a {type(history).__name__} that reports no validation accuracy: give the run's history "
             f"as train.fit's History, a list with one validation accuracy (or one dict with 'val_acc') per "
             f"epoch, or the best validation accuracy as a number.")
-    require(all(0 <= a <= 1 for a in run.accuracies),
-            f"`{name}` reports accuracies such as {max(run.accuracies, key=abs):g}: give them as fractions between "
-            f"0 and 1, not percentages.")
+    wrong = [a for a in run.accuracies if not 0 <= a <= 1]
+    require(not wrong, f"`{name}` reports accuracies such as {max(wrong or [0], key=abs):g}: give them as fractions "
+                       f"between 0 and 1, not percentages.")
     return run
 
 
@@ -388,7 +377,7 @@ def check_exercise_1(fe_model, fe_features, fe_history, fe_seconds, ft_model, ft
     _ex1_seconds(fe_run, ft_run, fe_seconds, ft_seconds, how)
     diff = round((ft_acc - fe_acc) * n_val)
     trained_on = (f"the head on cached features ({views} view{'s' if views != 1 else ''} of each training image)"
-                  if how == "features" else "the head on images, through the frozen base")
+                  if how == "features" else "the head on images")
     passed(f"{f'{epochs} epochs each' if epochs else 'each run as long as you trained it'} on "
            f"{len(loaders['train'].dataset)} training images; feature extraction trained {trained_on}, its base "
            f"{f'still the ImageNet {arch}' if arch else 'frozen'}; fine-tuning changed the whole base.\n"
@@ -432,14 +421,16 @@ def _changed_per_phase(unfreeze_progressively, pretrained, loaders) -> list[set[
         before = {name: p.detach().cpu().clone() for name, p in model.named_parameters()}
         epochs = tuple(int(i == phase) for i in range(3))
         result = call(unfreeze_progressively, "unfreeze_progressively", model, tiny, epochs, **quiet,
-                      hint="it should work on any of the course's models (`zoo.freeze`, `zoo.unfreeze`).")
-        require(isinstance(result, (list, tuple)) and len(result) == 3
-                and all(isinstance(h, train.History) for h in result),
-                f"`unfreeze_progressively(model, loaders, {epochs})` returned a {type(result).__name__}; it "
-                f"should return the three phases' histories, as a list.")
-        require([len(h.epochs) for h in result] == list(epochs),
-                f"with epochs {epochs} your phases trained {[len(h.epochs) for h in result]} epochs: "
-                f"phase i should train epochs[i] epochs.")
+                      hint="it should work on any of the course's models (`zoo.freeze`, `zoo.unfreeze`, "
+                           "`zoo.stages`, `zoo.head`).")
+        require(isinstance(result, (list, tuple)) and len(result) == 3,
+                f"`unfreeze_progressively(model, loaders, {epochs})` returned a {type(result).__name__}"
+                f"{f' of {len(result)}' if isinstance(result, (list, tuple)) else ''}; it should return the three "
+                f"phases' histories, as a list.")
+        runs = [_run(h, f"unfreeze_progressively(model, loaders, {epochs})[{i}]") for i, h in enumerate(result)]
+        shown = [r.epochs for r in runs]
+        require(all(n is None or n == e for n, e in zip(shown, epochs)),
+                f"with epochs {epochs} your phases trained {shown} epochs: phase i should train epochs[i] epochs.")
         changed = _changed(before, model)
         require(bool(changed),
                 f"with epochs {epochs}, no parameter of the model passed in changed: every phase should train "
@@ -479,7 +470,9 @@ def check_exercise_5(unfreeze_progressively, progressive_model, progressive_hist
                      pretrained, loaders) -> None:
     """The chapter's exercise 5: `unfreeze_progressively(model, loaders, epochs, **fit_kwargs)` trains
     the head for epochs[0], + the last block for epochs[1], everything for epochs[2] (the chapter's
-    3 + 3 + 3), one `train.fit` per phase, and returns the three histories. Tried on a copy of the real
+    3 + 3 + 3) and returns the three phases' histories (train.fit's History, per-epoch dicts or
+    accuracies). Any way of freezing (zoo.freeze, requires_grad by hand) and any optimizer or loop per
+    phase: the check reads which parameters each phase changed. Tried on a copy of the real
     `pretrained` model (a few small images, one epoch per phase); then the real run
     (`progressive_model`, `progressive_histories`) is compared with full fine-tuning from the start
     over as many epochs (`baseline_history`: its first 9 epochs)."""
@@ -493,24 +486,40 @@ def check_exercise_5(unfreeze_progressively, progressive_model, progressive_hist
     # the real run, and the baseline
     require(isinstance(progressive_histories, (list, tuple)) and len(progressive_histories) == 3,
             "`progressive_histories` should be the list of three histories your function returned.")
-    for i, (h, n) in enumerate(zip(progressive_histories, phases), start=1):
-        _history(h, f"progressive_histories[{i - 1}]", n)
-    require(isinstance(baseline_history, train.History) and len(baseline_history.epochs) >= total,
-            f"`baseline_history` should be the History of full fine-tuning from the start, with at least {total} "
-            f"epochs (got {len(getattr(baseline_history, 'epochs', []))}).")
+    runs = [_run(h, f"progressive_histories[{i}]") for i, h in enumerate(progressive_histories)]
+    chapter_phases = EXERCISE_5_EPOCHS[0]
+    for i, (run, n, chapter_n) in enumerate(zip(runs, phases, chapter_phases)):
+        allowed = sorted({n, chapter_n})
+        require(run.epochs is None or run.epochs in allowed,
+                f"`progressive_histories[{i}]` has {run.epochs} epoch(s); the exercise trains "
+                f"{' or '.join(map(str, allowed))} in phase {i + 1}.",
+                hint="pass the phase's number of epochs, without early stopping, and let it run to the end.")
+    ran = [run.epochs if run.epochs is not None else n for run, n in zip(runs, phases)]
+    total = sum(ran)
+    base = _run(baseline_history, "baseline_history")
+    require(base.epochs is None or base.epochs >= total,
+            f"`baseline_history` should be the history of full fine-tuning from the start, with at least {total} "
+            f"epochs (got {base.epochs}).")
+    require(isinstance(progressive_model, nn.Module),
+            f"`progressive_model` should be the model your function trained, not a {type(progressive_model).__name__}.")
     n_val = len(loaders["val"].dataset)
-    progressive_acc = _model_accuracy(progressive_model, _run(progressive_histories[2], "progressive_histories[2]"),
-                                      "progressive_model", "progressive_histories[2]", loaders["val"])
-    base = baseline_history.epochs[:total]
-    final, base_final = progressive_histories[2].epochs[-1]["val_acc"], base[-1]["val_acc"]
-    best, base_best = max(h.best_val_acc for h in progressive_histories), max(r["val_acc"] for r in base)
-    seconds, base_seconds = sum(h.seconds for h in progressive_histories), sum(r["seconds"] for r in base)
+    progressive_acc = _model_accuracy(progressive_model, runs[2], "progressive_model", "progressive_histories[2]",
+                                      loaders["val"])
+    final = runs[2].final
+    kept = base.per_epoch[:total]
+    base_final = kept[total - 1] if len(kept) == total else base.final
+    best = max(a for run in runs for a in run.accuracies)
+    base_best = max(kept) if kept else base.best
+    seconds = sum(r.seconds for r in runs) if all(r.seconds is not None for r in runs) else None
+    base_seconds = (sum(r["seconds"] for r in baseline_history.epochs[:total])
+                    if isinstance(baseline_history, train.History) and base.seconds is not None else None)
+    timing = lambda s: f", {s:.1f} s" if s is not None else ""  # noqa: E731
     passed(f"three phases on {type(pretrained).__name__}: {sizes[0]:,} -> {sizes[1]:,} -> {sizes[2]:,} "
            f"parameters changed.\n"
-           f"  progressive {'+'.join(map(str, phases))} epochs: final val acc {final:.3f}, best {best:.3f} "
-           f"(model: {progressive_acc:.3f}), {seconds:.1f} s\n"
-           f"  full fine-tuning, {total} epochs: final val acc {base_final:.3f}, best {base_best:.3f}, "
-           f"{base_seconds:.1f} s\n"
+           f"  progressive {'+'.join(map(str, ran))} epochs: final val acc {final:.3f}, best {best:.3f} "
+           f"(model: {progressive_acc:.3f}){timing(seconds)}\n"
+           f"  full fine-tuning, {total} epochs: final val acc {base_final:.3f}, best {base_best:.3f}"
+           f"{timing(base_seconds)}\n"
            f"  difference in final accuracy: {round((final - base_final) * n_val):+d} of {n_val} validation images.")
 
 

@@ -30,12 +30,18 @@ def history(train_acc, val_acc, train_loss, val_loss, best=3):
 
 # --- exercise 3 (the chapter's): augmentation at 50 images per class -------------------------------
 
-def loader(per_class=50, preset=PRESET.with_augmentation(colour_jitter=0.4), augment=True, classes=2):
+def loader(per_class=50, preset=PRESET.with_augmentation(colour_jitter=0.4), augment=True, classes=2, transform=None):
     images = [torch.full((3, 10, 10), 10 * i % 255, dtype=torch.uint8) for i in range(per_class * classes)]
     labels = [i // per_class for i in range(per_class * classes)]
     decoded = data.DecodedImages(images, labels, ["a", "b", "c"][:classes], [f"{i}.jpg" for i in labels])
-    transform = preset.train_transform() if augment else preset.eval_transform()
+    transform = transform or (preset.train_transform() if augment else preset.eval_transform())
     return DataLoader(decoded.with_transform(transform), batch_size=8, shuffle=True)
+
+
+def by_hand(*steps):
+    """A training transform written by hand (torchvision's v2), ending like the presets'."""
+    from torchvision.transforms import v2
+    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(PRESET.mean, PRESET.std)])
 
 
 def model(train_last=True):
@@ -88,13 +94,47 @@ def test_exercise_3_placeholders_say_not_done():
                                                  "with": {"val_acc": ..., "gap": ...}}))
 
 
+def test_exercise_3_right_augmentations_written_differently(capsys):
+    """Any random crop, any flip and any colour jitter the exercise names, not only the preset's."""
+    from torchvision import transforms as v1
+    from torchvision.transforms import v2
+    padded_crop = by_hand(v2.RandomCrop(8, padding=1), v2.RandomVerticalFlip(),
+                          v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8))
+    ch06.check_exercise_3(**answer_3(loaders={"without": loader(augment=False), "with": loader(transform=padded_crop)}))
+    assert "with: RandomCrop, RandomVerticalFlip, ColorJitter;" in capsys.readouterr().out
+    policy = by_hand(v2.RandomResizedCrop(8, scale=(0.5, 1), antialias=True), v2.RandomHorizontalFlip(),
+                     v2.TrivialAugmentWide())
+    ch06.check_exercise_3(**answer_3(loaders={"without": loader(augment=False), "with": loader(transform=policy)}))
+    assert "with: RandomResizedCrop, RandomHorizontalFlip, TrivialAugmentWide;" in capsys.readouterr().out
+    old_api = v1.Compose([v1.RandomCrop(8), v1.RandomHorizontalFlip(), v1.ColorJitter(brightness=0.3),
+                          v1.ConvertImageDtype(torch.float32)])
+    ch06.check_exercise_3(**answer_3(loaders={"without": loader(augment=False), "with": loader(transform=old_api)}))
+    assert "Correct: 50 images per class; with: RandomCrop, RandomHorizontalFlip, ColorJitter" in capsys.readouterr().out
+
+
 def test_exercise_3_checks_the_transforms():
+    from torchvision.transforms import v2
     # the old head-only exercise: crops and flips, no colour jitter
-    rejects("lacks ColorJitter", ch06.check_exercise_3,
+    rejects("has no colour jitter. The exercise asks for random crops, flips and colour jitter", ch06.check_exercise_3,
             **answer_3(loaders={"without": loader(augment=False), "with": loader(preset=PRESET)}))
+    # a centre crop only, flipped and jittered: no random crop
+    no_crop = by_hand(v2.CenterCrop(8), v2.RandomHorizontalFlip(), v2.ColorJitter(0.4))
+    rejects(r"has no random crops\.", ch06.check_exercise_3,
+            **answer_3(loaders={"without": loader(augment=False), "with": loader(transform=no_crop)}))
+    # crops and jitter, no flip; nothing but a rotation
+    no_flip = by_hand(v2.RandomCrop(8), v2.ColorJitter(0.4))
+    rejects(r"has no flips\.", ch06.check_exercise_3,
+            **answer_3(loaders={"without": loader(augment=False), "with": loader(transform=no_flip)}))
+    rotation = by_hand(v2.CenterCrop(8), v2.RandomRotation(10))
+    rejects("has no random crops and no flips and no colour jitter", ch06.check_exercise_3,
+            **answer_3(loaders={"without": loader(augment=False), "with": loader(transform=rotation)}))
     # both runs augmented
     rejects("without augmentation still draws random steps: RandomResizedCrop, RandomHorizontalFlip, ColorJitter",
             ch06.check_exercise_3, **answer_3(loaders={"without": loader(), "with": loader()}))
+    # a random step of one's own in the run without augmentation: seen by loading an image twice
+    noisy = by_hand(v2.CenterCrop(8), v2.Lambda(lambda x: x + torch.randint(0, 2, x.shape, dtype=x.dtype)))
+    rejects("without augmentation still draws random steps: the same image gives a different input",
+            ch06.check_exercise_3, **answer_3(loaders={"without": loader(transform=noisy), "with": loader()}))
     # swapped loaders
     rejects("are the two swapped", ch06.check_exercise_3,
             **answer_3(loaders={"without": loader(), "with": loader(augment=False)}))

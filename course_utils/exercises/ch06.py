@@ -5,15 +5,41 @@ import math
 from collections import Counter
 
 import numpy as np
+import torch
 
 from .. import settings, stats, train
 from .harness import answer, known_mistake, number, passed, require
 
 
 EX3_PER_CLASS = 50   # the chapter's exercise 3: a small subset, 50 images per class
-EX3_AUGMENTATIONS = ("RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter")   # crops, flips, colour jitter
-_RANDOM_STEPS = ("Random", "ColorJitter", "AutoAugment", "TrivialAugment", "AugMix", "GaussianBlur",
-                    "ElasticTransform")
+# what the exercise's augmentation is made of, "random crops, flips, color jitter": any transform of each kind
+EX3_AUGMENTATIONS = {
+    "random crops": ("RandomResizedCrop", "RandomCrop", "RandomIoUCrop"),
+    "flips": ("RandomHorizontalFlip", "RandomVerticalFlip"),
+    "colour jitter": ("ColorJitter", "RandomPhotometricDistort", "AutoAugment", "RandAugment",
+                      "TrivialAugmentWide", "AugMix"),
+}
+_RANDOM_STEPS = ("Random", "ColorJitter", "AutoAugment", "RandAugment", "TrivialAugment", "AugMix", "GaussianBlur",
+                 "ElasticTransform", "GaussianNoise", "ScaleJitter", "JPEG")
+
+
+def _kinds(steps) -> dict:
+    """For each kind of augmentation the exercise names, the steps of that kind among `steps`."""
+    return {kind: [s for s in steps if s in names] for kind, names in EX3_AUGMENTATIONS.items()}
+
+
+def _draws_at_random(dataset, n: int = 8) -> bool:
+    """Whether the same image, loaded twice, gives two different inputs (a random step of any kind, also
+    one of the student's own). The CPU's random generator is left as it was."""
+    try:
+        with torch.random.fork_rng(devices=[]):
+            for i in range(min(n, len(dataset))):
+                first, second = dataset[i][0], dataset[i][0]
+                if torch.is_tensor(first) and torch.is_tensor(second) and not torch.equal(first, second):
+                    return True
+        return False
+    except Exception:  # noqa: BLE001  (a dataset that cannot be indexed so: judged by its steps' names)
+        return False
 
 
 def _steps(transform) -> list[str]:
@@ -49,31 +75,33 @@ def _ex3_answers(report, histories, loaders, models) -> None:
 
 
 def _ex3_loaders(loaders, per_class: int) -> dict:
-    """Set-up: what each run trained on. The augmented loader crops, flips and jitters, the other draws
-    no random step; both hold the same `per_class` images per class. Returns each run's transform steps."""
-    steps = {run: _steps(getattr(getattr(loaders[run], "dataset", None), "transform", None)) for run in _RUNS}
-    require(not (set(EX3_AUGMENTATIONS) <= set(steps["without"]) and not
-                 any(s.startswith(_RANDOM_STEPS) for s in steps["with"])),
+    """Set-up: what each run trained on. The augmented loader draws random crops, flips and colour jitter
+    (any transform of each kind), the other no random step at all; both hold the same `per_class`
+    images per class. Returns each run's transform steps."""
+    for run in _RUNS:
+        require(getattr(loaders[run], "dataset", None) is not None,
+                f"ex3_loaders['{run}'] should be the training DataLoader of that run, not a "
+                f"{type(loaders[run]).__name__}.")
+    steps = {run: _steps(getattr(loaders[run].dataset, "transform", None)) for run in _RUNS}
+    kinds = {run: _kinds(steps[run]) for run in _RUNS}
+    randoms = {run: [s for s in steps[run] if s.startswith(_RANDOM_STEPS)] for run in _RUNS}
+    require(not (all(kinds["without"].values()) and not randoms["with"]),
             "the loader of the run 'without' augmentation crops, flips and jitters, the one 'with' does not: "
             "are the two swapped?")
+    missing = [kind for kind, found in kinds["with"].items() if not found]
+    require(not missing,
+            f"the training transform of the run with augmentation is {steps['with'] or 'none'}: it has no "
+            f"{' and no '.join(missing)}. The exercise asks for random crops, flips and colour jitter "
+            f"(e.g. RandomResizedCrop or RandomCrop, RandomHorizontalFlip, ColorJitter).",
+            hint="preset.with_augmentation(colour_jitter=0.4) gives a preset whose train_transform adds "
+                 "ColorJitter to the crop and flip; load with data.image_loaders(..., augment=True).")
+    random_without = randoms["without"] or _draws_at_random(loaders["without"].dataset)
+    require(not random_without,
+            f"the run without augmentation still draws random steps: "
+            f"{', '.join(randoms['without']) or 'the same image gives a different input each time it is loaded'}.",
+            hint="augment=False gives the training images the validation preprocessing (centre crop).")
     for run in _RUNS:
-        loader = loaders[run]
-        dataset = getattr(loader, "dataset", None)
-        require(dataset is not None, f"ex3_loaders['{run}'] should be the training DataLoader of that run, "
-                                     f"not a {type(loader).__name__}.")
-        run_steps = steps[run]
-        randoms = [s for s in run_steps if s.startswith(_RANDOM_STEPS)]
-        if run == "with":
-            missing = [s for s in EX3_AUGMENTATIONS if s not in run_steps]
-            require(not missing, f"the training transform of the run with augmentation is {run_steps or 'none'}: "
-                                 f"it lacks {', '.join(missing)}. The exercise asks for random crops, flips "
-                                 f"and colour jitter.",
-                    hint="preset.with_augmentation(colour_jitter=0.4) gives a preset whose train_transform adds "
-                         "ColorJitter to the crop and flip; load with data.image_loaders(..., augment=True).")
-        else:
-            require(not randoms, f"the run without augmentation still draws random steps: {', '.join(randoms)}.",
-                    hint="augment=False gives the training images the validation preprocessing (centre crop).")
-        counts = _per_class(dataset)
+        counts = _per_class(loaders[run].dataset)
         require(counts and set(counts.values()) == {per_class},
                 f"the training set of the run '{run}' holds {counts or 'an unknown number of'} images per class "
                 f"(label: count); the exercise asks for {per_class} per class"
@@ -146,8 +174,10 @@ def check_exercise_3(report, histories, loaders, models, n_val: int, per_class: 
     """The chapter's exercise 3. For each run, "without" and "with" augmentation: `histories[run]` the
     History train.fit returned, `loaders[run]` the training loader it used, `models[run]` the trained
     model, `report[run]` = {"val_acc": best validation accuracy, "gap": train minus val accuracy over
-    the last 3 epochs (stats.curve_summary)}. Verified: the augmented loader's transform has random
-    resized crops, flips and colour jitter, the other none of any random step; both hold `per_class`
+    the last 3 epochs (stats.curve_summary)}. Verified: the augmented loader's transform has a random
+    crop (resized or not), a flip and colour jitter (ColorJitter, or a policy such as RandAugment that
+    jitters colour), the other no random step (by name, and the same image loaded twice gives the
+    same input); both hold `per_class`
     images per class (default: 50, or the mode's size if smaller); both runs train the same parameters
     for the same epochs; the reported numbers are those of the histories. `n_val`: validation images."""
     if per_class is None:

@@ -83,6 +83,26 @@ def test_exercise_3_right_answers(capsys):
                                  per_class=None))
 
 
+def own_loop_rows(history):
+    """What an own training loop might keep: one dict per epoch, accuracies only (no losses)."""
+    return [{"train_acc": r["train_acc"], "val_acc": r["val_acc"]} for r in history.epochs]
+
+
+def test_exercise_3_own_loop_histories(capsys):
+    rows = {run: own_loop_rows(h) for run, h in runs().items()}
+    last = {run: {"val_acc": r[-1]["val_acc"], "gap": sum(e["train_acc"] - e["val_acc"] for e in r[-3:]) / 3}
+            for run, r in rows.items()}   # an own loop keeps its last epoch's weights
+    ch06.check_exercise_3(**answer_3(histories=rows, report=last))
+    assert "Augmentation narrowed the gap by 0.083" in capsys.readouterr().out
+    rejects("sign is reversed", ch06.check_exercise_3,
+            **answer_3(histories=rows, report=dict(last, **{"with": dict(last["with"], gap=-last["with"]["gap"])})))
+    rejects("should be the History that train.fit returned, or your loop's list with one dict per epoch holding "
+            "'train_acc' and 'val_acc', not a list of dict", ch06.check_exercise_3,
+            **answer_3(histories=dict(rows, **{"with": [{"acc": 0.9}]}), report=last))
+    rejects("the runs trained for 4 \\(without\\) and 3 \\(with\\) epochs", ch06.check_exercise_3,
+            **answer_3(histories=dict(rows, **{"with": rows["with"][:3]}), report=last))
+
+
 def test_exercise_3_placeholders_say_not_done():
     blank = dict(report={"without": {"val_acc": ..., "gap": ...}, "with": {"val_acc": ..., "gap": ...}},
                  histories={"without": ..., "with": ...}, loaders={"without": ..., "with": ...},

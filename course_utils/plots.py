@@ -3,6 +3,7 @@ of a model is frozen and what trains."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 import torch
 
 from . import zoo
@@ -216,15 +217,19 @@ def intervals(sizes, lows, highs, measured: float, title: str, ax=None):
 
 def cost_accuracy(points: dict, title: str, xlabel: str = "training seconds", ylabel: str = "best val accuracy",
                   log_x: bool = False, ax=None):
-    """One labelled point per run, `{label: (cost, accuracy)}`: what each way of training cost against what it
-    reached (up and to the left is better)."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.8))
+    """One point per run, `{label: (cost, accuracy)}`, named in the legend with its numbers: what each way of
+    training cost against what it reached (up and to the left is better)."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7.5, 3.8))
+    markers = "osD^vP*X"
     for i, (label, (cost, accuracy)) in enumerate(points.items()):
-        ax.scatter([cost], [accuracy], s=40, color=f"C{i % 10}", label=f"{label}: {accuracy:.3f}, {cost:,.1f}")
-        ax.annotate(label, (cost, accuracy), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        ax.scatter([cost], [accuracy], s=45, color=f"C{i % 10}", marker=markers[i % len(markers)],
+                   label=f"{label}: {accuracy:.3f}, {cost:,.1f}")
     if log_x:
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set(xlabel=xlabel + (" (log scale)" if log_x else ""), ylabel=ylabel, title=title)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), title="run: accuracy, cost", title_fontsize=7)
     fig.tight_layout()
     return fig

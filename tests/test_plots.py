@@ -157,12 +157,13 @@ def test_intervals_one_bar_per_size_around_the_measured_accuracy():
     assert ax.lines[0].get_ydata()[0] == 0.925 and ax.get_title() == "resnet18: intervals"
 
 
-def test_cost_accuracy_one_labelled_point_per_run():
+def test_cost_accuracy_one_point_per_run_named_with_its_numbers():
     points = {"feature extraction": (12.0, 0.93), "full fine-tuning": (40.5, 0.95), "from scratch": (38.0, 0.6)}
     fig = plots.cost_accuracy(points, title="resnet18: strategies", log_x=True)
     ax = fig.axes[0]
     offsets = [tuple(c.get_offsets()[0]) for c in ax.collections]
     assert offsets == [(12.0, 0.93), (40.5, 0.95), (38.0, 0.6)]
-    assert [t.get_text() for t in ax.texts] == list(points)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["feature extraction: 0.930, 12.0", "full fine-tuning: 0.950, 40.5", "from scratch: 0.600, 38.0"]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "training seconds (log scale)"
     assert ax.get_ylabel() == "best val accuracy" and ax.get_title() == "resnet18: strategies"

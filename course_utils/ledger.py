@@ -61,10 +61,10 @@ def record(claim: str, says: str, measured, holds: bool | None, model: str) -> R
 def heading() -> None:
     """One line that says how to read the records below it: judged (full mode) or listed (fast mode)."""
     if settings.fast():
-        print("Fast mode: a shrunk run (fewer images, smaller images, fewer epochs). The chapter's numbers are "
+        print("Fast mode: a shrunk run (fewer images, smaller images, fewer epochs). The textbook's numbers are "
               "judged in full mode; here each is listed beside this run's, marked [fast run].")
     else:
-        print("Full mode: each line sets the chapter's statement beside this run's number, with a verdict. "
+        print("Full mode: each line sets the textbook's statement beside this run's number, with a verdict. "
               "With other parameters or another dataset, a verdict describes your run, not the chapter.")
 
 

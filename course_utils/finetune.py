@@ -34,10 +34,11 @@ def param_groups(model: nn.Module, head_lr: float, first_lr: float) -> list[dict
     `zoo.freeze`. Each group has a `name` and an `lr`.
     """
     stages = zoo.stages(model)
-    in_stage = set()
+    head_ids = {id(p) for p in zoo.head(model).layer.parameters()}   # the head learns at head_lr, even where
+    in_stage = set()                                                  # a stage holds it (VGG's `classifier`)
     groups = []
     for i, (name, stage) in enumerate(stages):
-        params = [p for p in stage.parameters() if id(p) not in in_stage]
+        params = [p for p in stage.parameters() if id(p) not in in_stage and id(p) not in head_ids]
         in_stage.update(id(p) for p in params)
         params = [p for p in params if p.requires_grad]
         if params:

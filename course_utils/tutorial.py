@@ -2,7 +2,7 @@
 
 "Transfer learning for computer vision" (pytorch.org/tutorials) decodes and transforms every
 image with PIL in every epoch, in batches of 4, float32, and runs a training phase then a
-validation phase per epoch. Chapter 04 shows this source and runs it beside `train.fit`;
+validation phase per epoch. No chapter runs it (chapter 03 writes its own plain loop out);
 `make bench` and the GPU check (tools/) time it against the course's loop.
 """
 from __future__ import annotations

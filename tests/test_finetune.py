@@ -51,6 +51,17 @@ def test_param_groups_leave_out_frozen_stages():
     assert sum(p.numel() for g in groups for p in g["params"]) == zoo.count_parameters(model).trainable
 
 
+def test_param_groups_put_a_head_inside_a_stage_in_the_head_group():
+    model = zoo.load_untrained("mobilenet_v3_small", num_classes=2)   # classifier = Linear, Hardswish, Dropout, head
+    head = zoo.head(model).layer
+    groups = finetune.param_groups(model, head_lr=1e-2, first_lr=1e-4)
+    assert groups[-1]["name"] == "head" and groups[-1]["lr"] == pytest.approx(1e-2)
+    assert {id(p) for p in groups[-1]["params"]} == {id(p) for p in head.parameters()}
+    classifier = next(g for g in groups if g["name"] == "classifier")   # its hidden Linear: a stage rate
+    assert classifier["lr"] < 1e-2 and not {id(p) for p in classifier["params"]} & {id(p) for p in head.parameters()}
+    assert sum(p.numel() for g in groups for p in g["params"]) == zoo.count_parameters(model).total
+
+
 def test_param_groups_on_resnet18_cover_every_parameter():
     model = zoo.load_untrained("resnet18", num_classes=2)
     groups = finetune.param_groups(model, head_lr=1e-2, first_lr=1e-4)

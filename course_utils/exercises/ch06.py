@@ -105,7 +105,7 @@ def _ex3_loaders(loaders, per_class: int) -> dict:
         require(counts and set(counts.values()) == {per_class},
                 f"the training set of the run '{run}' holds {counts or 'an unknown number of'} images per class "
                 f"(label: count); the exercise asks for {per_class} per class"
-                + (" (fast mode's size)." if per_class != EX3_PER_CLASS else "."),
+                + ("." if per_class == EX3_PER_CLASS else f" (the chapter's AUG_PER_CLASS; the textbook's {EX3_PER_CLASS})."),
                 hint="setup.image_loaders(per_class=...) keeps a seeded subset of that many per class.")
     require(len(loaders["with"].dataset) == len(loaders["without"].dataset) and
             getattr(loaders["with"].dataset, "paths", None) == getattr(loaders["without"].dataset, "paths", None),

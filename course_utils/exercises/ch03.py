@@ -329,13 +329,13 @@ def check_03_custom_dataset(root, source, model, history, preset, device=None) -
 # --- Exercise 4 (the chapter's): a dataset of your choice, several pretrained models ----------------
 
 @functools.lru_cache(maxsize=8)
-def _architecture(name: str, num_classes: int) -> dict:
-    """{parameter or buffer name: shape} of `name` with a `num_classes` head (shapes only: immutable)."""
+def architecture(name: str, num_classes: int) -> dict:
+    """{parameter or buffer name: shape} of `name` with a `num_classes` head (shapes only: immutable); ch04 too."""
     return {k: tuple(v.shape) for k, v in zoo.load_untrained(name, num_classes).state_dict().items()}
 
 
 @functools.lru_cache(maxsize=4)
-def _imagenet_state(name: str) -> dict:
+def imagenet_state(name: str) -> dict:
     """`name`'s ImageNet weights and buffers, loaded once per process (loading is the slow part of the
     check). Private copies: no model shares them and the check only reads them, so nothing a student's
     model does can change the reference."""
@@ -347,14 +347,14 @@ def _ex4_run(name: str, model, history, dataset: Path, classes, per_class, devic
     """Numbers: one run is a pretrained `name` with a head for `dataset`, its base the ImageNet one, its
     history's accuracy the one it reaches. Returns (accuracy, validation loader)."""
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    require(shapes == _architecture(name, len(classes)),
+    require(shapes == architecture(name, len(classes)),
             f"the model stored under {name!r} is not a {name} with a {len(classes)}-class head "
             f"(its layers differ). Key each run by the name zoo.load_pretrained *returned*: without "
             f"weights for a torchvision model it loads a fall-back, and the table must say which model "
             f"produced each number. Also check the head: one output per class of {dataset.name} "
             f"({len(classes)}).")
     head_name = zoo.head(model).name
-    reference = _imagenet_state(name)
+    reference = imagenet_state(name)
     changed = [k for k, v in model.state_dict().items()
                if not k.startswith(head_name + ".") and not torch.equal(v.cpu(), reference[k])]
     require(not changed, f"{name}'s base is not the ImageNet one ({changed[0] if changed else ''} changed): the "

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models import get_model_weights
 
 from .. import lite, settings, train, zoo
-from .ch03 import _architecture, _imagenet_state
+from .ch03 import architecture, imagenet_state
 from .harness import ExerciseError, answer, call, number, passed, require, same_accuracy
 
 EXERCISE_1_EPOCHS = (10, 3)        # the chapter's 10 epochs each (full mode), fast mode's
@@ -164,8 +164,8 @@ def _imagenet_reference(model) -> tuple[str, dict] | None:
     candidates = [n for n in zoo.torchvision_models() if _num_params(n) == imagenet]
     candidates += [n for n in lite.VARIANTS if _lite_params(n) == imagenet]
     for name in candidates:
-        if _architecture(name, head.out_features) == shapes and zoo.weights_available(name):
-            return name, _imagenet_state(name)
+        if architecture(name, head.out_features) == shapes and zoo.weights_available(name):
+            return name, imagenet_state(name)
     return None
 
 
